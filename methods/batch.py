@@ -1,0 +1,68 @@
+"""The tensors every policy loss receives, validated once at the boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+class MethodError(ValueError):
+    """Bad input to a method: unknown name or knob, out-of-range value, malformed tensors."""
+
+
+@dataclass
+class PolicyBatch:
+    """Per-token tensors of one (micro-)batch, all shaped ``(batch, response_len)`` unless noted.
+
+    log_prob       log π_θ(o_t | s_t) of the current policy, carries gradient
+    old_log_prob   log π_old(o_t | s_t) of the policy that sampled the batch
+    advantages     A_t (already shaped by the method's advantage shaper)
+    response_mask  1 on valid response tokens, 0 on padding
+    entropy        H(π_θ(·|s_t)), full vocabulary, nats, at the sampling temperature; carries gradient
+                   only where a method needs it (entropy_bonus)
+    ref_log_prob   log π_ref(o_t | s_t), for the KL penalty
+    group_index    ``(batch,)`` integer id of the prompt group a sequence belongs to
+    rewards        ``(batch,)`` scalar reward of each sequence
+    """
+
+    log_prob: torch.Tensor
+    old_log_prob: torch.Tensor
+    advantages: torch.Tensor
+    response_mask: torch.Tensor
+    entropy: torch.Tensor | None = None
+    ref_log_prob: torch.Tensor | None = None
+    group_index: torch.Tensor | None = None
+    rewards: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        shape = self.log_prob.shape
+        if self.log_prob.dim() != 2:
+            raise MethodError(f"log_prob must be 2-D (batch, response_len), got shape {tuple(shape)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise MethodError(f"{f.name} must be a torch.Tensor, got {type(value).__name__}")
+            expected = shape[:1] if f.name in ("group_index", "rewards") else shape
+            if tuple(value.shape) != tuple(expected):
+                raise MethodError(
+                    f"{f.name} has shape {tuple(value.shape)}, expected {tuple(expected)} to match log_prob"
+                )
+            if f.name in ("group_index", "response_mask"):
+                continue
+            if not value.is_floating_point():
+                raise MethodError(f"{f.name} must be a floating-point tensor, got dtype {value.dtype}")
+            if value.dtype != self.log_prob.dtype:
+                raise MethodError(f"{f.name} has dtype {value.dtype}, expected {self.log_prob.dtype} like log_prob")
+            if not torch.isfinite(value.detach()).all():
+                raise MethodError(f"{f.name} contains NaN or Inf; check the rollout and the model's logits")
+        if self.group_index is not None and self.group_index.is_floating_point():
+            raise MethodError(f"group_index must be an integer tensor, got dtype {self.group_index.dtype}")
+        if self.response_mask.sum() == 0:
+            raise MethodError("response_mask is all zero: the batch has no valid response tokens")
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.response_mask.to(self.log_prob.dtype)

@@ -1,0 +1,63 @@
+"""The ``steerbench`` command line. Each subcommand lives in ``steerbench/commands/<name>.py``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from steerbench.errors import RunFailed, UsageError
+from steerbench.methods import MethodError
+
+app = typer.Typer(
+    name="steerbench",
+    help="Compare entropy interventions for RLVR (GRPO) under identical settings, and validate Ω.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def _register_commands() -> None:
+    import importlib
+    import pkgutil
+
+    import steerbench.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"steerbench.commands.{info.name}")
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except (UsageError, MethodError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except RunFailed as exc:
+        err.print(f"[bold red]run failed:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
