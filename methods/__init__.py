@@ -51,14 +51,18 @@ def compute_policy_loss(name: str, batch: PolicyBatch, **knobs: Any) -> tuple[to
     cfg = spec.make_config(**knobs)
     if "entropy" in spec.needs or "entropy_grad" in spec.needs:
         if batch.entropy is None:
-            raise MethodError(f"method {name!r} needs PolicyBatch.entropy (the current policy's token entropy)")
+            raise MethodError(
+                f"method {name!r} needs PolicyBatch.entropy (the current policy's token entropy)"
+            )
     if "entropy_grad" in spec.needs and batch.log_prob.requires_grad and not batch.entropy.requires_grad:
         raise MethodError(
             f"method {name!r} needs an entropy that carries gradient; compute it from the logits "
             "in the same forward pass and do not detach it"
         )
     if "ref_log_prob" in spec.needs and batch.ref_log_prob is None:
-        raise MethodError(f"method {name!r} needs PolicyBatch.ref_log_prob (the reference policy's log-probs)")
+        raise MethodError(
+            f"method {name!r} needs PolicyBatch.ref_log_prob (the reference policy's log-probs)"
+        )
     return spec.loss(batch, cfg)
 
 
@@ -85,7 +89,9 @@ def compute_advantages(
             f"and {tuple(group_index.shape)}"
         )
     if response_mask.shape[0] != rewards.shape[0]:
-        raise MethodError(f"response_mask has {response_mask.shape[0]} rows but rewards has {rewards.shape[0]}")
+        raise MethodError(
+            f"response_mask has {response_mask.shape[0]} rows but rewards has {rewards.shape[0]}"
+        )
     if not torch.isfinite(rewards).all():
         raise MethodError("rewards contain NaN or Inf; check the verifier")
     seq_log_prob = None

@@ -55,7 +55,9 @@ class PolicyBatch:
             if not value.is_floating_point():
                 raise MethodError(f"{f.name} must be a floating-point tensor, got dtype {value.dtype}")
             if value.dtype != self.log_prob.dtype:
-                raise MethodError(f"{f.name} has dtype {value.dtype}, expected {self.log_prob.dtype} like log_prob")
+                raise MethodError(
+                    f"{f.name} has dtype {value.dtype}, expected {self.log_prob.dtype} like log_prob"
+                )
             if not torch.isfinite(value.detach()).all():
                 raise MethodError(f"{f.name} contains NaN or Inf; check the rollout and the model's logits")
         if self.group_index is not None and self.group_index.is_floating_point():

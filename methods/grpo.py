@@ -39,7 +39,9 @@ def group_normalised_advantages(
     return advantages
 
 
-def grpo_shaper(rewards: torch.Tensor, group_index: torch.Tensor, seq_log_prob: torch.Tensor | None, cfg: GRPOConfig):
+def grpo_shaper(
+    rewards: torch.Tensor, group_index: torch.Tensor, seq_log_prob: torch.Tensor | None, cfg: GRPOConfig
+):
     return group_normalised_advantages(rewards, group_index, cfg.norm_adv_by_std)
 
 

@@ -35,7 +35,9 @@ class SurrogateConfig:
         if self.clip_c <= 1.0:
             raise MethodError(f"clip_c={self.clip_c} is out of range; dual clip needs c > 1")
         if self.loss_agg_mode not in AGG_MODES:
-            raise MethodError(f"loss_agg_mode={self.loss_agg_mode!r} is unknown; choose one of {', '.join(AGG_MODES)}")
+            raise MethodError(
+                f"loss_agg_mode={self.loss_agg_mode!r} is unknown; choose one of {', '.join(AGG_MODES)}"
+            )
 
 
 @dataclass

@@ -20,6 +20,11 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """steerbench: entropy interventions for RLVR, compared under identical settings."""
+
+
 def _register_commands() -> None:
     import importlib
     import pkgutil
@@ -36,27 +41,13 @@ _register_commands()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app()  # standalone: click prints its own usage errors and exits 2
     except (UsageError, MethodError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
     except RunFailed as exc:
         err.print(f"[bold red]run failed:[/] {exc}")
         sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -1,0 +1,223 @@
+"""STEER: attenuate each token's PG loss by its estimated first-order entropy change Ω.
+
+Ω forms (both ∝ −ΔH; only |Ω| enters the weights):
+
+    release  Ω = (A / π_old) · π_θ(1 − π_θ) · (log π_θ + H)          (STEER code, core_algos.py L580–676)
+    paper    Ω = I_clip · r · A · π_θ(1 − π_θ) · (log π_θ + H)        (Theorem 1 as read by two re-implementations)
+
+with π_θ clamped to [1e-8, 1 − 1e-8], π_old to [1e-8, 1], non-finite Ω set to 0 (and counted), all
+without gradient. The release form is the paper's divided by π_θ, so it peaks on rare tokens.
+
+Weights over a normalisation group (the release: one micro-batch of 8 sequences), valid tokens only:
+
+    exp     k = −ln λ_min / max(max|Ω|, 0.02);  w = clamp(exp(−k·|Ω|), λ_min, λ_max)   (λ_max = 1.0)
+    linear  w = λ_max − (|Ω| − min|Ω|)·(λ_max − λ_min)/(max|Ω| − min|Ω|)            (λ_max = 1.2)
+            all |Ω| equal → (λ_min + λ_max)/2
+
+The weights are constants that multiply the per-token loss after PPO clipping and dual clip, before
+aggregation; no renormalisation. The release runs ε_low=0.2, ε_high=0.28, c=10 (STEER + clip-higher),
+so those are this preset's clipping defaults. H is the *current* policy's entropy (detached); the
+release used the rollout-time entropy of π_old, identical on the first mini-batch of an on-policy step.
+Source: STEER (zz-haooo/STEER b31df71), REFERENCES.md A.3, A.6 and C.1–C.7.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from steerbench.methods.aggregation import masked_mean
+from steerbench.methods.batch import MethodError, PolicyBatch
+from steerbench.methods.grpo import GRPOConfig, grpo_shaper
+from steerbench.methods.registry import MethodSpec, register
+from steerbench.methods.surrogate import importance_ratio, ppo_loss
+
+MAPPINGS = ("exp", "linear")
+OMEGA_FORMS = ("release", "paper")
+GROUPS = ("microbatch", "batch")
+MIN_OMEGA_SCALE = 0.02  # the release's floor on max|Ω| in exp mode
+
+
+@dataclass
+class SteerConfig(GRPOConfig):
+    clip_high: float = 0.28  # the release's runs use clip-higher
+    clip_c: float = 10.0  # the release's dual-clip bound
+    lambda_min: float = 0.8  # weight of the token with the largest |Ω| (release run_exp.sh)
+    lambda_max: float | None = None  # None → 1.0 for exp, 1.2 for linear (release scripts)
+    mapping: str = "exp"  # "exp" | "linear"
+    omega: str = "release"  # "release" | "paper"
+    group: str = (
+        "microbatch"  # normalise max|Ω| over "microbatch" (group_size sequences) or the whole "batch"
+    )
+    group_size: int = 8  # sequences per micro-batch (the release's ppo_micro_batch_size_per_gpu)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lambda_max is None:
+            self.lambda_max = 1.0 if self.mapping == "exp" else 1.2
+        validate_band(self.lambda_min, self.lambda_max, self.mapping)
+        if self.omega not in OMEGA_FORMS:
+            raise MethodError(f"omega={self.omega!r} is unknown; choose one of {', '.join(OMEGA_FORMS)}")
+        if self.group not in GROUPS:
+            raise MethodError(f"group={self.group!r} is unknown; choose one of {', '.join(GROUPS)}")
+        if self.group_size < 1:
+            raise MethodError(f"group_size={self.group_size} is out of range; it must be ≥ 1")
+
+
+def validate_band(lambda_min: float, lambda_max: float, mapping: str) -> None:
+    if mapping not in MAPPINGS:
+        raise MethodError(f"mapping={mapping!r} is unknown; choose one of {', '.join(MAPPINGS)}")
+    if not 0.0 < lambda_min <= 1.0:
+        raise MethodError(f"lambda_min={lambda_min} is out of range; it must be in (0, 1]")
+    if lambda_max < lambda_min:
+        raise MethodError(
+            f"lambda_max={lambda_max} is below lambda_min={lambda_min}; need lambda_min ≤ lambda_max"
+        )
+
+
+def omega_release(
+    advantages: torch.Tensor, entropy: torch.Tensor, old_log_prob: torch.Tensor, log_prob: torch.Tensor
+) -> torch.Tensor:
+    """(A/π_old)·π(1−π)(log π + H), exactly as the release computes it (NaN/Inf kept for the caller)."""
+    with torch.no_grad():
+        p = torch.exp(log_prob.detach()).clamp(1e-8, 1 - 1e-8)
+        p_old = torch.exp(old_log_prob).clamp(1e-8, 1.0)
+        return advantages / p_old * p * (1 - p) * (torch.log(p) + entropy.detach())
+
+
+def omega_paper(
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+) -> torch.Tensor:
+    """I_clip·r·A·π(1−π)(log π + H): zero where clipping already removed the token's gradient."""
+    with torch.no_grad():
+        p = torch.exp(log_prob.detach()).clamp(1e-8, 1 - 1e-8)
+        r = importance_ratio(log_prob.detach(), old_log_prob)
+        still_active = ~(((advantages > 0) & (r > 1 + clip_high)) | ((advantages < 0) & (r < 1 - clip_low)))
+        return still_active * r * advantages * p * (1 - p) * (torch.log(p) + entropy.detach())
+
+
+def weights_from_omega(
+    omega: torch.Tensor, response_mask: torch.Tensor, lambda_min: float, lambda_max: float, mapping: str
+) -> tuple[torch.Tensor, int]:
+    """Map Ω to weights over all valid tokens given; returns (weights, number of non-finite Ω zeroed)."""
+    with torch.no_grad():
+        valid = response_mask.bool()
+        finite = torch.isfinite(omega)
+        nonfinite = int((~finite & valid).sum())
+        magnitude = torch.where(finite, omega, torch.zeros_like(omega)).abs()
+        weights = torch.ones_like(magnitude)
+        if not valid.any():
+            return weights, nonfinite
+        top = magnitude[valid].max()
+        if mapping == "exp":
+            k = -math.log(lambda_min) / torch.clamp(top, min=MIN_OMEGA_SCALE)
+            mapped = torch.clamp(torch.exp(-k * magnitude), lambda_min, lambda_max)
+        else:
+            bottom = magnitude[valid].min()
+            if top == bottom:
+                mapped = torch.full_like(magnitude, (lambda_min + lambda_max) / 2)
+            else:
+                span = (magnitude - bottom) * (lambda_max - lambda_min) / (top - bottom)
+                mapped = torch.clamp(lambda_max - span, lambda_min, lambda_max)
+        return torch.where(valid, mapped, weights), nonfinite
+
+
+def token_weights(
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    response_mask: torch.Tensor,
+    lambda_min: float = 0.8,
+    lambda_max: float = 1.0,
+    mapping: str = "exp",
+    *,
+    omega: str = "release",
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+) -> torch.Tensor:
+    """STEER's detached per-token weights, normalised over all valid tokens of the tensors given."""
+    validate_band(lambda_min, lambda_max, mapping)
+    weights, _ = weights_from_omega(
+        compute_omega(omega, advantages, entropy, old_log_prob, log_prob, clip_low, clip_high),
+        response_mask,
+        lambda_min,
+        lambda_max,
+        mapping,
+    )
+    return weights
+
+
+def compute_omega(
+    form: str,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+) -> torch.Tensor:
+    if form == "release":
+        return omega_release(advantages, entropy, old_log_prob, log_prob)
+    if form == "paper":
+        return omega_paper(advantages, entropy, old_log_prob, log_prob, clip_low, clip_high)
+    raise MethodError(f"omega={form!r} is unknown; choose one of {', '.join(OMEGA_FORMS)}")
+
+
+def steer_loss(batch: PolicyBatch, cfg: SteerConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    assert batch.entropy is not None and cfg.lambda_max is not None
+    omega = compute_omega(
+        cfg.omega,
+        batch.advantages,
+        batch.entropy,
+        batch.old_log_prob,
+        batch.log_prob,
+        cfg.clip_low,
+        cfg.clip_high,
+    )
+    rows = batch.log_prob.shape[0]
+    step = cfg.group_size if cfg.group == "microbatch" else rows
+    weights = torch.ones_like(omega)
+    nonfinite = 0
+    for start in range(0, rows, step):
+        part = slice(start, start + step)
+        weights[part], bad = weights_from_omega(
+            omega[part], batch.response_mask[part], cfg.lambda_min, cfg.lambda_max, cfg.mapping
+        )
+        nonfinite += bad
+    loss, metrics, _ = ppo_loss(batch, cfg, token_weights=weights)
+    m = batch.mask
+    valid = batch.response_mask.bool()
+    finite_abs = torch.where(torch.isfinite(omega), omega, torch.zeros_like(omega)).abs()
+    metrics.update(
+        {
+            "steer/weight_mean": masked_mean(weights, m).item(),
+            "steer/weight_min": weights[valid].min().item(),
+            "steer/weight_max": weights[valid].max().item(),
+            "omega/abs_mean": masked_mean(finite_abs, m).item(),
+            "omega/nonfinite": float(nonfinite),
+        }
+    )
+    return loss, metrics
+
+
+register(
+    MethodSpec(
+        name="steer",
+        kind="token weights",
+        config=SteerConfig,
+        loss=steer_loss,
+        shaper=grpo_shaper,
+        source="STEER (zz-haooo/STEER b31df71, release code); ε 0.2/0.28, c=10",
+        summary="w=clamp(exp(−k|Ω|),λ_min,1), k=−ln λ_min/max(max|Ω|,0.02), Ω=(A/π_old)π(1−π)(log π+H); "
+        "or linear min-max to [λ_min, λ_max]",
+        needs=("entropy",),
+    )
+)
