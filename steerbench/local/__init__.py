@@ -1,0 +1,1 @@
+"""Embedded backend: tiny policy model, tasks + verifiers, KV-cache sampler, warm start, GRPO trainer."""

@@ -1,0 +1,66 @@
+"""Hugging Face causal LMs load from a local path and plug into the same sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from steerbench.errors import UsageError  # noqa: E402
+from steerbench.local.hf import load_hf_policy  # noqa: E402
+from steerbench.local.sampler import response_logprobs, sample  # noqa: E402
+
+
+def save_tiny(tmp_path: Path, config: object) -> Path:
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    return tmp_path
+
+
+TINY_CONFIGS = {
+    "gpt2": lambda: transformers.GPT2Config(vocab_size=24, n_embd=32, n_layer=2, n_head=2, n_positions=32),
+    "llama": lambda: transformers.LlamaConfig(
+        vocab_size=24, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(TINY_CONFIGS))
+def test_saved_causal_lm_loads_back_with_the_policy_call(tmp_path: Path, kind: str) -> None:
+    policy = load_hf_policy(save_tiny(tmp_path, TINY_CONFIGS[kind]())).eval()
+    tokens = torch.randint(0, 24, (2, 9))
+    logits = policy(tokens)
+    assert logits.shape == (2, 9, 24) and logits.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", sorted(TINY_CONFIGS))
+def test_sampler_on_hf_model_agrees_with_teacher_forcing(tmp_path: Path, kind: str) -> None:
+    policy = load_hf_policy(save_tiny(tmp_path, TINY_CONFIGS[kind]())).eval()
+    prompts = torch.randint(3, 24, (4, 5), generator=torch.Generator().manual_seed(0))
+    r = sample(policy, prompts, 10, 1.0, eos_id=2, generator=torch.Generator().manual_seed(1))
+    log_prob, entropy = response_logprobs(policy, r.tokens, r.prompt_len, 1.0)
+    torch.testing.assert_close(log_prob, r.old_log_prob, atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropy, r.entropy, atol=1e-5, rtol=0)
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not a local Hugging Face model directory"):
+        load_hf_policy(tmp_path / "nope")
+
+
+def test_non_causal_model_is_a_usage_error(tmp_path: Path) -> None:
+    transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(
+        tmp_path
+    )
+    with pytest.raises(UsageError, match="not a causal LM"):
+        load_hf_policy(tmp_path)
+
+
+def test_config_without_weights_is_a_usage_error(tmp_path: Path) -> None:
+    TINY_CONFIGS["gpt2"]().save_pretrained(tmp_path)
+    with pytest.raises(UsageError, match="cannot load the causal LM weights"):
+        load_hf_policy(tmp_path)

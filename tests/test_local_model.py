@@ -1,0 +1,56 @@
+"""TinyPolicy: shapes, determinism, KV-cache decoding equals a full forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from steerbench.errors import UsageError
+from steerbench.local.model import ModelConfig, TinyPolicy
+
+
+def make_model(seed: int = 0, **kw: int) -> TinyPolicy:
+    torch.manual_seed(seed)
+    return TinyPolicy(ModelConfig(vocab_size=32, **kw)).eval()
+
+
+def test_forward_returns_float32_logits_of_shape_batch_len_vocab() -> None:
+    logits = make_model()(torch.randint(0, 32, (3, 11)))
+    assert logits.shape == (3, 11, 32) and logits.dtype == torch.float32
+
+
+def test_forward_is_deterministic_on_cpu() -> None:
+    tokens = torch.randint(0, 32, (4, 16))
+    assert torch.equal(make_model(1)(tokens), make_model(1)(tokens))
+
+
+@pytest.mark.parametrize("prefill", [1, 5, 12])
+def test_kv_cache_incremental_decoding_matches_full_forward(prefill: int) -> None:
+    model = make_model(n_layer=3)
+    tokens = torch.randint(0, 32, (3, 24))
+    full = model(tokens)
+    cache = model.new_kv_cache(3)
+    pieces = [model(tokens[:, :prefill], kv_cache=cache, start_pos=0)]
+    # a multi-token chunk after the prefill exercises the general (start_pos > 0, L > 1) mask
+    pieces.append(model(tokens[:, prefill : prefill + 3], kv_cache=cache, start_pos=prefill))
+    for pos in range(prefill + 3, 24):
+        pieces.append(model(tokens[:, pos : pos + 1], kv_cache=cache, start_pos=pos))
+    torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=0)
+
+
+def test_causal_prefix_logits_ignore_later_tokens() -> None:
+    model = make_model()
+    a = torch.randint(0, 32, (2, 12))
+    b = a.clone()
+    b[:, 8:] = (b[:, 8:] + 1) % 32
+    torch.testing.assert_close(model(a)[:, :8], model(b)[:, :8], atol=1e-6, rtol=0)
+
+
+def test_sequence_longer_than_max_seq_len_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="max_seq_len"):
+        make_model(max_seq_len=8)(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_head_size_must_divide_d_model() -> None:
+    with pytest.raises(UsageError, match="divisible"):
+        ModelConfig(vocab_size=8, d_model=100, n_head=3)

@@ -1,0 +1,91 @@
+"""KV-cache sampler: seeded reproducibility, EOS masking, agreement with teacher-forced scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from steerbench.errors import UsageError
+from steerbench.local.model import ModelConfig, TinyPolicy
+from steerbench.local.sampler import Rollout, response_logprobs, sample
+
+V, EOS, PAD = 16, 2, 0
+
+
+def make_model(seed: int = 0) -> TinyPolicy:
+    torch.manual_seed(seed)
+    model = TinyPolicy(ModelConfig(vocab_size=V, max_seq_len=48)).eval()
+    with torch.no_grad():  # make EOS likely so some rows stop early and others do not
+        model.embed.weight[EOS] *= 8
+    return model
+
+
+def rollout(seed: int, temperature: float = 1.0, model: TinyPolicy | None = None) -> Rollout:
+    prompts = torch.randint(3, V, (16, 6), generator=torch.Generator().manual_seed(123))
+    gen = torch.Generator().manual_seed(seed)
+    return sample(model or make_model(), prompts, 24, temperature, EOS, gen, pad_id=PAD)
+
+
+def test_seeded_generator_makes_sampling_bit_reproducible() -> None:
+    a, b = rollout(7), rollout(7)
+    for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert not torch.equal(a.tokens, rollout(8).tokens)
+
+
+def test_mask_is_one_through_first_eos_and_tokens_after_it_are_pad() -> None:
+    r = rollout(0)
+    resp = r.responses
+    assert r.tokens.shape[1] == 6 + r.response_mask.shape[1]
+    stopped = 0
+    for row, mask in zip(resp.tolist(), r.response_mask.tolist(), strict=True):
+        if EOS in row:
+            stopped += 1
+            end = row.index(EOS) + 1
+            assert mask == [1.0] * end + [0.0] * (len(row) - end)
+            assert all(tok == PAD for tok in row[end:])
+        else:
+            assert mask == [1.0] * len(row)
+    assert stopped > 0
+
+
+def test_decoding_stops_early_once_every_row_emitted_eos() -> None:
+    model = make_model()
+    with torch.no_grad():
+        model.embed.weight[EOS] *= 50  # EOS dominates every position
+    r = rollout(0, model=model)
+    assert r.response_mask.shape[1] < 24
+    assert bool((r.responses == EOS).any(1).all())
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_response_logprobs_matches_sampler_log_probs_and_entropy(temperature: float) -> None:
+    model = make_model()
+    r = rollout(3, temperature, model)
+    log_prob, entropy = response_logprobs(model, r.tokens, r.prompt_len, temperature)
+    torch.testing.assert_close(log_prob, r.old_log_prob, atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropy, r.entropy, atol=1e-5, rtol=0)
+
+
+def test_response_logprobs_keeps_the_graph_for_entropy_and_log_prob() -> None:
+    model = make_model()
+    r = rollout(0, model=model)
+    log_prob, entropy = response_logprobs(model, r.tokens, r.prompt_len, 1.0)
+    (log_prob.sum() + entropy.sum()).backward()
+    assert model.embed.weight.grad is not None and model.embed.weight.grad.abs().sum() > 0
+
+
+def test_entropy_equals_scipy_entropy_of_temperature_scaled_softmax() -> None:
+    model, temperature = make_model(), 0.7
+    r = rollout(1, temperature, model)
+    with torch.no_grad():
+        logits = model(r.tokens[:, :-1])[:, r.prompt_len - 1 :].double() / temperature
+    expected = scipy.stats.entropy(torch.softmax(logits, -1).numpy(), axis=-1)
+    np.testing.assert_allclose(r.entropy.numpy(), expected, atol=1e-5)
+
+
+def test_non_positive_temperature_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="temperature"):
+        rollout(0, temperature=0.0)
