@@ -1,0 +1,341 @@
+"""Measure the per-token entropy change of ONE real optimiser step and every estimator's prediction of it.
+
+Protocol (REFERENCES A.10, C.13):
+  1. teacher-force the rollouts through a deep copy of the policy and record, at every response
+     position, log π(k|s_t), the full-vocabulary entropy H(s_t) and E_t = Σ_j π_j²(log π_j + H), in
+     float32 (or the dtype asked for), chunked over positions so a 150k vocabulary fits in memory;
+  2. take one step of ``sgd`` or ``adam`` (fresh state, no weight decay) on the method's loss from
+     ``steerbench.methods.compute_policy_loss`` (π_old = π_θ, so r = 1 and nothing is clipped);
+  3. re-run the same prefixes and take ΔH = H_after − H_before;
+  4. predict ΔH with each estimator; ``jvp`` is ∇θH(s_t)·Δθ with the real Δθ = θ_after − θ_before.
+
+The policy only needs ``forward(tokens (B, L)) -> logits (B, L, V)`` (an object with ``.logits``, as a
+Hugging Face model returns, is accepted too). The caller's model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from steerbench.analysis.estimators import ESTIMATORS, EstimatorInputs
+from steerbench.errors import UsageError
+
+OPTIMIZERS = ("sgd", "adam")
+QUADRANTS = ("A>0,high", "A>0,low", "A<0,high", "A<0,low")  # high: log π + H > 0 (surprisal below H)
+LossFn = Callable[[Any], torch.Tensor]  # PolicyBatch → scalar loss
+
+
+@dataclass
+class RolloutBatch:
+    """Rollouts to score: tokens ``(B, P+T)`` long, prompt_len P, per-token tensors ``(B, T)``."""
+
+    tokens: torch.Tensor
+    prompt_len: int
+    response_mask: torch.Tensor
+    advantages: torch.Tensor
+    rewards: torch.Tensor | None = None  # (B,)
+    group_index: torch.Tensor | None = None  # (B,)
+
+    def __post_init__(self) -> None:
+        B, total = self.tokens.shape
+        T = total - self.prompt_len
+        if self.prompt_len < 1 or T < 1:
+            raise UsageError(
+                f"prompt_len={self.prompt_len} must be in [1, {total - 1}] for tokens of length {total}"
+            )
+        for name in ("response_mask", "advantages"):
+            if tuple(getattr(self, name).shape) != (B, T):
+                raise UsageError(f"{name} has shape {tuple(getattr(self, name).shape)}, expected {(B, T)}")
+
+
+@dataclass
+class StepResult:
+    """Per-token measurement of one step; tensors ``(B, T)`` (float64 on CPU), padding masked out."""
+
+    measured: torch.Tensor
+    predicted: dict[str, torch.Tensor]
+    advantages: torch.Tensor
+    log_prob: torch.Tensor
+    entropy: torch.Tensor
+    response_mask: torch.Tensor
+    loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    step_norm: float = 0.0  # ‖Δθ‖₂
+
+
+def _logits(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    out = model(tokens)
+    return out.logits if hasattr(out, "logits") else out
+
+
+def _position_chunk(batch: int, vocab: int, budget_bytes: int) -> int:
+    return max(1, budget_bytes // max(1, 4 * 4 * batch * vocab))
+
+
+def entropy_stats(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    dtype: torch.dtype = torch.float32,
+    chunk: int | None = None,
+    budget_bytes: int = 256 * 2**20,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log π(targets), H, E = Σ_j π_j²(log π_j + H)) of softmax(logits/τ), logits ``(B, T, V)``.
+
+    Computed in ``dtype`` chunk by chunk over positions, so only ``chunk`` positions of the full vocabulary
+    are ever upcast at once. Differentiable (used inside forward-mode and double-backward autodiff).
+    """
+    B, T, V = logits.shape
+    step = chunk or _position_chunk(B, V, budget_bytes)
+    lps, hs, es = [], [], []
+    for s in range(0, T, step):
+        log_p = torch.log_softmax(logits[:, s : s + step].to(dtype) / temperature, dim=-1)
+        p = log_p.exp()
+        h = -(p * log_p).sum(-1)
+        lps.append(log_p.gather(-1, targets[:, s : s + step, None]).squeeze(-1))
+        hs.append(h)
+        es.append((p * p * (log_p + h[..., None])).sum(-1))
+    return torch.cat(lps, 1), torch.cat(hs, 1), torch.cat(es, 1)
+
+
+def response_stats(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    prompt_len: int,
+    temperature: float,
+    dtype: torch.dtype = torch.float32,
+    row_chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher-forced (log π, H, E) at the response positions, each ``(B, T)``; logits at P−1+t predict t."""
+    rows = row_chunk or tokens.shape[0]
+    outs = []
+    for s in range(0, tokens.shape[0], rows):
+        tok = tokens[s : s + rows]
+        logits = _logits(model, tok[:, :-1])[:, prompt_len - 1 :]
+        outs.append(entropy_stats(logits, tok[:, prompt_len:], temperature, dtype))
+    return tuple(torch.cat([o[i] for o in outs], 0) for i in range(3))  # type: ignore[return-value]
+
+
+def jvp_entropy_change(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    prompt_len: int,
+    delta: dict[str, torch.Tensor],
+    temperature: float,
+    dtype: torch.dtype = torch.float32,
+    mode: str = "auto",
+    row_chunk: int | None = None,
+) -> torch.Tensor:
+    """∇θH(s_t)·Δθ at every response position ``(B, T)``: one directional derivative, batched over positions.
+
+    ``mode="forward"``: ``torch.func.jvp`` of θ ↦ H(·) along Δθ (about one extra forward).
+    ``mode="double_backward"``: with a dummy u ``(B, T)``, g(u) = ∇θ Σ_t u_t H_t, then ∂(g·Δθ)/∂u_t.
+    ``mode="auto"``: forward mode, falling back to double backward if an op lacks a forward-mode rule.
+    Parameters missing from ``delta`` are held fixed.
+    """
+    from torch.func import functional_call, jvp
+
+    names = [n for n, p in model.named_parameters() if n in delta]
+    params = {n: p.detach() for n, p in model.named_parameters() if n in delta}
+    tangents = {n: delta[n].to(params[n].dtype) for n in names}
+    rows = row_chunk or tokens.shape[0]
+
+    def entropy_of(p: dict[str, torch.Tensor], tok: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, p, (tok[:, :-1],))
+        logits = (out.logits if hasattr(out, "logits") else out)[:, prompt_len - 1 :]
+        return entropy_stats(logits, tok[:, prompt_len:], temperature, dtype)[1]
+
+    def forward_mode(tok: torch.Tensor) -> torch.Tensor:
+        return jvp(lambda p: entropy_of(p, tok), (params,), (tangents,))[1]
+
+    def double_backward(tok: torch.Tensor) -> torch.Tensor:
+        leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
+        with torch.enable_grad():
+            h = entropy_of(leaves, tok)
+            u = torch.zeros_like(h, requires_grad=True)
+            grads = torch.autograd.grad(
+                (h * u).sum(), list(leaves.values()), create_graph=True, allow_unused=True
+            )
+            dot = sum((g * tangents[n]).sum() for n, g in zip(leaves, grads, strict=True) if g is not None)
+            if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
+                return torch.zeros_like(h)
+            return torch.autograd.grad(dot, u)[0].detach()
+
+    if mode not in ("auto", "forward", "double_backward"):
+        raise UsageError(f"jvp mode={mode!r} is unknown; choose auto, forward or double_backward")
+    outs = []
+    for s in range(0, tokens.shape[0], rows):
+        tok = tokens[s : s + rows]
+        if mode == "double_backward":
+            outs.append(double_backward(tok))
+            continue
+        try:
+            outs.append(forward_mode(tok).detach())
+        except (RuntimeError, NotImplementedError):
+            if mode == "forward":
+                raise
+            outs.append(double_backward(tok))
+    return torch.cat(outs, 0)
+
+
+def default_loss_fn(method: str, **knobs: Any) -> LossFn:
+    """The method's loss through ``steerbench.methods.compute_policy_loss``."""
+
+    def loss_fn(batch: Any) -> torch.Tensor:
+        from steerbench.methods import compute_policy_loss
+
+        loss, metrics = compute_policy_loss(method, batch, **knobs)
+        loss_fn.metrics = metrics  # type: ignore[attr-defined]
+        return loss
+
+    return loss_fn
+
+
+def _needs_entropy_grad(method: str) -> bool:
+    try:
+        from steerbench.methods import get_method
+
+        return "entropy_grad" in get_method(method).needs
+    except ImportError:
+        return False
+
+
+def measure_entropy_change(
+    model: nn.Module,
+    batch: RolloutBatch,
+    method: str = "grpo",
+    optimizer: str = "sgd",
+    lr: float = 1e-4,
+    temperature: float = 1.0,
+    estimators: Sequence[str] = tuple(ESTIMATORS),
+    knobs: dict[str, Any] | None = None,
+    loss_fn: LossFn | None = None,
+    dtype: torch.dtype = torch.float32,
+    jvp_mode: str = "auto",
+    row_chunk: int | None = None,
+) -> StepResult:
+    """One real optimiser step on a deep copy of ``model``; measured and predicted ΔH per response token.
+
+    ``loss_fn`` (PolicyBatch → scalar) replaces the method's loss, e.g. for closed-form testbeds.
+    ``dtype`` is the dtype of the model copy and of every entropy computation (float32 by default).
+    """
+    check_options(optimizer, lr, estimators, temperature)
+    from steerbench.methods.batch import PolicyBatch
+
+    policy = copy.deepcopy(model).to(dtype)
+    policy.eval()
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    tokens, P = batch.tokens, batch.prompt_len
+    mask = batch.response_mask.to(dtype)
+    adv = batch.advantages.to(dtype) * mask
+
+    with torch.no_grad():
+        lp0, h0, e0 = response_stats(policy, tokens, P, temperature, dtype, row_chunk)
+
+    # -- the real step, with the method's loss (r = 1: π_old is the policy being stepped) --
+    fn = loss_fn or default_loss_fn(method, **(knobs or {}))
+    entropy_grad = loss_fn is None and _needs_entropy_grad(method)
+    logits = _logits(policy, tokens[:, :-1])[:, P - 1 :]
+    log_prob, entropy, _ = entropy_stats(logits, tokens[:, P:], temperature, dtype)
+    log_prob_leaf = log_prob.detach().requires_grad_(True)  # to read ∂L/∂log π_t per token
+    pb = PolicyBatch(
+        log_prob=log_prob_leaf,
+        old_log_prob=lp0.detach(),
+        advantages=adv,
+        response_mask=batch.response_mask,
+        entropy=entropy if entropy_grad else entropy.detach(),
+        group_index=batch.group_index,
+        rewards=None if batch.rewards is None else batch.rewards.to(dtype),
+    )
+    loss = fn(pb)
+    if not torch.isfinite(loss):
+        raise UsageError(f"method {method!r} returned a non-finite loss ({loss.item()}) on this batch")
+    params = [p for p in policy.parameters() if p.requires_grad]
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    grad_lp = torch.autograd.grad(loss, log_prob_leaf, retain_graph=True, allow_unused=True)[0]
+    grad_lp = torch.zeros_like(log_prob_leaf) if grad_lp is None else grad_lp
+    # backprop the loss into θ: through log π (via the leaf's gradient) and, if used, through H
+    surrogate = (log_prob * grad_lp.detach()).sum()
+    if entropy_grad and entropy.requires_grad:
+        grad_h = torch.autograd.grad(loss, entropy, retain_graph=True, allow_unused=True)[0]
+        if grad_h is not None:
+            surrogate = surrogate + (entropy * grad_h.detach()).sum()
+    for p in params:
+        p.grad = None
+    surrogate.backward()
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=0.0)
+    opt.step()
+    delta = {n: p.detach() - before[n] for n, p in policy.named_parameters()}
+
+    with torch.no_grad():
+        _, h1, _ = response_stats(policy, tokens, P, temperature, dtype, row_chunk)
+        for n, p in policy.named_parameters():  # back to θ_before for the jvp
+            p.copy_(before[n])
+    measured = (h1 - h0) * mask
+
+    # c_t: the token's weight in the aggregation, read off ∂L/∂log π_t = −c_t·I_clip·r·A (r = 1 here)
+    denom = adv
+    default_w = mask / mask.sum().clamp_min(1.0)
+    agg = torch.where(
+        denom.abs() > 0, -grad_lp / torch.where(denom.abs() > 0, denom, torch.ones_like(denom)), default_w
+    )
+    inputs = EstimatorInputs(
+        log_prob=lp0,
+        old_log_prob=lp0,
+        advantages=adv,
+        entropy=h0,
+        response_mask=batch.response_mask,
+        expected_term=e0,
+        clip_active=None,
+        agg_weight=agg * mask,
+        lr=lr / temperature**2,
+    )
+    if "jvp" in estimators:
+        inputs.jvp = jvp_entropy_change(policy, tokens, P, delta, temperature, dtype, jvp_mode, row_chunk)
+    predicted = {name: ESTIMATORS[name](inputs).detach().to(torch.float64) for name in estimators}
+    metrics = dict(getattr(fn, "metrics", {}) or {})
+    step_norm = float(torch.sqrt(sum((d.to(torch.float64) ** 2).sum() for d in delta.values())))
+    return StepResult(
+        measured=measured.detach().to(torch.float64),
+        predicted=predicted,
+        advantages=adv.detach().to(torch.float64),
+        log_prob=lp0.to(torch.float64),
+        entropy=h0.to(torch.float64),
+        response_mask=batch.response_mask.detach().bool(),
+        loss=float(loss.detach()),
+        metrics=metrics,
+        step_norm=step_norm,
+    )
+
+
+def check_options(optimizer: str, lr: float, estimators: Sequence[str], temperature: float = 1.0) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise UsageError(f"optimizer {optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
+    if not lr > 0:
+        raise UsageError(f"lr={lr} is out of range; the learning rate must be > 0 (e.g. 1e-4)")
+    unknown = [e for e in estimators if e not in ESTIMATORS]
+    if unknown:
+        raise UsageError(f"unknown estimator(s) {', '.join(unknown)}; choose from {', '.join(ESTIMATORS)}")
+    if not temperature > 0:
+        raise UsageError(f"temperature={temperature} must be > 0")
+
+
+def quadrant_labels(advantages: torch.Tensor, log_prob: torch.Tensor, entropy: torch.Tensor) -> list[str]:
+    """Quadrant per token (flattened): sign of A × sign of log π + H ("high": log π + H > 0); A = 0 → "A=0"."""
+    out = []
+    for a, h in zip(advantages.flatten().tolist(), (log_prob + entropy).flatten().tolist(), strict=True):
+        if a == 0:
+            out.append("A=0")
+        else:
+            out.append(f"A{'>' if a > 0 else '<'}0,{'high' if h > 0 else 'low'}")
+    return out
