@@ -1,0 +1,143 @@
+"""One verifiable math reward for every shared verl-format dataset (DAPO-Math-17k, AIME24/25, AMC23,
+MATH-500, Minerva, OlympiadBench, GSM8K, Omni-MATH), for verl's ``reward.custom_reward_function``.
+
+Extraction (on the response only): the last ``\\boxed{...}`` (balanced braces, also ``\\fbox``), else the
+text after the last ``Answer:``. No extractable answer is wrong. Comparison: exact match after light
+normalisation, else ``math_verify`` (symbolic/numeric equivalence) with its timeouts off, because verl's
+reward loop runs scorers in a thread pool where signal-based timeouts cannot work.
+
+Scores: ``+1.0`` correct, ``-1.0`` wrong, as the STEER release (and verl's ``math_dapo``) do; pass
+``incorrect_score=0.0`` (``reward_kwargs``) for 0/1. verl's ``val-core/<ds>/acc/mean@N`` needs an ``acc``
+field, so the launcher selects :func:`compute_score_with_acc`, which returns ``{"score", "acc"}``; acc is
+0/1 whatever the score scale.
+
+``random_reward_sources`` (the ``random_reward`` scenario): for rows whose ``data_source`` is listed
+(the training set's), the score is a deterministic coin flip of (seed, prompt index, response); other
+data sources (validation) keep their true score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Any
+
+# math_verify warns on every call that its (signal-based) timeouts are off; that is deliberate here
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_ANSWER = re.compile(r"Answer\s*:\s*", re.IGNORECASE)
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` with balanced braces, or None."""
+    matches = list(_BOXED.finditer(text))
+    for m in reversed(matches):
+        depth, start = 1, m.end()
+        for i in range(start, len(text)):
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i].strip()
+    return None
+
+
+def extract_answer(solution: str) -> str | None:
+    boxed = last_boxed(solution)
+    if boxed is not None:
+        return boxed
+    matches = list(_ANSWER.finditer(solution))
+    if not matches:
+        return None
+    rest = solution[matches[-1].end() :].strip()
+    line = rest.split("\n", 1)[0].strip()
+    line = line.strip("$ ").rstrip(".").strip()
+    return line or None
+
+
+def _normalise(s: str) -> str:
+    s = s.strip().strip("$").strip()
+    s = re.sub(r"\\text\{\s*([^{}]*)\}", r"\1", s)
+    s = (
+        s.replace("\\!", "")
+        .replace("\\,", "")
+        .replace("\\ ", "")
+        .replace("\\left", "")
+        .replace("\\right", "")
+    )
+    s = s.replace("dfrac", "frac").replace("tfrac", "frac").replace("^\\circ", "").replace("^{\\circ}", "")
+    s = re.sub(r"\s+", "", s).rstrip(".")
+    if re.fullmatch(r"-?[\d,]+(\.\d+)?", s) and "," in s and re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    return s
+
+
+def is_equivalent(pred: str, ground_truth: str) -> bool:
+    if _normalise(pred) == _normalise(ground_truth):
+        return True
+    try:
+        from math_verify import parse, verify
+    except ImportError as exc:  # pragma: no cover - declared in the `verl` extra
+        raise RuntimeError(
+            "steerbench's math reward needs math-verify (`pip install 'steerbench[verl]'`)"
+        ) from exc
+    try:
+        gold = parse(f"${ground_truth}$", parsing_timeout=None)
+        target = parse(f"${pred}$", parsing_timeout=None)
+        if not gold or not target:
+            return False
+        return bool(verify(gold, target, timeout_seconds=None))
+    except Exception:  # noqa: BLE001 - a malformed expression is simply not a match
+        return False
+
+
+def _coin(seed: int, *parts: Any) -> bool:
+    digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
+    return bool(digest[0] & 1)
+
+
+def _score(data_source, solution_str, ground_truth, extra_info, incorrect_score, random_reward_sources, seed):
+    if random_reward_sources and data_source in set(random_reward_sources):
+        index = (extra_info or {}).get("index") if isinstance(extra_info, dict) else None
+        correct = _coin(int(seed), data_source, index, solution_str)
+    else:
+        pred = extract_answer(solution_str or "")
+        correct = pred is not None and is_equivalent(pred, str(ground_truth))
+    return (1.0 if correct else float(incorrect_score)), correct
+
+
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: dict | None = None,
+    incorrect_score: float = -1.0,
+    random_reward_sources: list[str] | tuple[str, ...] | None = None,
+    seed: int = 0,
+    **_: Any,
+) -> float:
+    """+1.0 if the response's final answer equals ``ground_truth``, else ``incorrect_score`` (−1.0)."""
+    return _score(
+        data_source, solution_str, ground_truth, extra_info, incorrect_score, random_reward_sources, seed
+    )[0]
+
+
+def compute_score_with_acc(
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: dict | None = None,
+    incorrect_score: float = -1.0,
+    random_reward_sources: list[str] | tuple[str, ...] | None = None,
+    seed: int = 0,
+    **_: Any,
+) -> dict[str, float]:
+    """:func:`compute_score` plus ``acc`` (0/1), so verl logs ``val-core/<ds>/acc/mean@N`` as accuracy."""
+    score, correct = _score(
+        data_source, solution_str, ground_truth, extra_info, incorrect_score, random_reward_sources, seed
+    )
+    return {"score": score, "acc": float(correct)}
