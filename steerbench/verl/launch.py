@@ -28,6 +28,7 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,7 +363,8 @@ def validate_overrides(overrides: list[str], method: str | None = None) -> Any:
         GlobalHydra.instance().clear()
     try:
         omega_conf_to_dataclass(config.actor_rollout_ref.actor)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Disabled critic as adv_estimator != gae" is expected for GRPO
             validate_config(
                 config=config,
                 use_reference_policy=need_reference_policy(config),
