@@ -1,0 +1,132 @@
+"""``steerbench grid``: method × scenario × seed (× sweeps), validated first, run resumably."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from steerbench.errors import RunFailed, UsageError
+
+
+def grid_command(
+    args: list[str] = typer.Argument(
+        None,
+        help="Optional grid YAML (path or preset name in experiments/grid/), then KEY=V or KEY=V1,V2 sweeps.",
+        show_default=False,
+    ),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated methods, e.g. grpo,steer."),
+    scenarios: str = typer.Option(None, "--scenarios", help="Comma-separated scenarios (default: standard)."),
+    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (default: 0)."),
+    steps: int = typer.Option(None, "--steps", help="trainer.steps for every cell."),
+    name: str = typer.Option(None, "--name", help="Grid folder name (default: the YAML's name, or 'grid')."),
+    launcher: str = typer.Option("local", "--launcher", help="local | ray | slurm."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Cells running at once (local pool / Ray / array)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start one)."),
+    slurm: list[str] = typer.Option(
+        None,
+        "--slurm",
+        help="submitit option KEY=VALUE (slurm_partition=gpu, timeout_min=600, cluster=local).",
+    ),
+    out: Path = typer.Option(Path("runs"), "--out", help="Runs root; the grid lives in <out>/<name>/."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their status; run nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Run a grid of runs; finished cells are skipped and partial ones resume from their checkpoint."""
+    from steerbench.grid import build_spec, plan, run_grid
+
+    args = list(args or [])
+    grid_ref = None
+    if args and "=" not in args[0]:
+        grid_ref = args.pop(0)
+    bad = [a for a in args if "=" not in a]
+    if bad:
+        raise UsageError(f"unexpected argument {bad[0]!r}: give one grid file, then KEY=VALUE overrides")
+    spec = build_spec(
+        grid_ref, name=name, methods=methods, scenarios=scenarios, seeds=seeds, steps=steps, overrides=args
+    )
+    grid_dir, cells = plan(spec, out)
+    console = Console(stderr=as_json)
+
+    if dry_run:
+        rows = [
+            {
+                "name": c.name,
+                "method": c.method,
+                "scenario": c.scenario,
+                "seed": c.seed,
+                "run_dir": str(c.run_dir),
+                "overrides": list(c.overrides),
+                "status": c.status(),
+            }
+            for c in cells
+        ]
+        if as_json:
+            typer.echo(json.dumps({"grid": spec.name, "dir": str(grid_dir), "cells": rows}, indent=2))
+            return
+        table = Table(title=f"grid {spec.name}: {len(cells)} cells in {grid_dir}")
+        for col in ("cell", "status", "overrides"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(r["name"], r["status"], " ".join(r["overrides"]))
+        console.print(table)
+        return
+
+    options = {}
+    for item in slurm or []:
+        if "=" not in item:
+            raise UsageError(f"--slurm {item!r} is not KEY=VALUE")
+        key, value = item.split("=", 1)
+        options[key] = int(value) if value.isdigit() else value
+    todo = sum(c.status() != "done" for c in cells)
+    console.print(f"grid [bold]{spec.name}[/]: {len(cells)} cells, {todo} to run, in {grid_dir}")
+    results = run_grid(
+        spec,
+        out,
+        launcher=launcher,
+        jobs=jobs,
+        ray_address=ray_address,
+        slurm=options,
+        progress=not as_json,
+    )
+    failed = [r for r in results if r.status == "failed"]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "grid": spec.name,
+                    "dir": str(grid_dir),
+                    "cells": [
+                        {"name": r.name, "status": r.status, "error": r.error, "seconds": round(r.seconds, 3)}
+                        for r in results
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        table = Table(title=f"grid {spec.name}")
+        for col in ("cell", "status", "time (s)", "error"):
+            table.add_column(col, overflow="fold")
+        style = {"done": "green", "skipped": "dim", "failed": "bold red"}
+        for r in results:
+            error = r.error.splitlines()[0] if r.error else ""
+            table.add_row(
+                r.name, f"[{style[r.status]}]{r.status}[/]", f"{r.seconds:.1f}" if r.seconds else "", error
+            )
+        console.print(table)
+        console.print(f"compare with: steerbench compare {grid_dir}")
+    if failed:
+        raise RunFailed(
+            f"{len(failed)} of {len(results)} grid cells failed: {', '.join(r.name for r in failed)}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "grid",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
+    )(grid_command)

@@ -1,0 +1,394 @@
+"""Grids: method × scenario × seed (× override sweeps), validated up front, run resumably.
+
+A grid comes from a YAML in ``experiments/grid/`` (or any path) and/or from flags::
+
+    name: paper                 # the grid folder: <out>/<name>/
+    methods: [grpo, steer]
+    scenarios: [standard, extreme]
+    seeds: [0, 1, 2]
+    steps: 60                   # optional: trainer.steps for every cell
+    overrides:                  # optional: fixed values, or sweeps (a list → one cell per value)
+      trainer.lr: [1.0e-4, 3.0e-4]
+      task: add
+
+Every cell's config is composed (``steerbench.config.compose``) before anything is launched, so a typo
+fails the whole grid with exit code 2 before any training. Cells live in ``<out>/<name>/<cell>/`` where
+``<cell>`` is ``run_dir_name(cfg)`` plus ``__key=value`` for each swept key. ``grid.json`` in the grid
+folder records the grid; running a different grid into the same folder is a usage error. Finished cells
+(``meta.json`` status ``done``) are skipped; the others run (``execute`` resumes from the checkpoint).
+A failed cell does not stop the others; the caller reports them (exit code 1).
+
+Launchers (``launchers.py``): ``local`` (``--jobs N`` subprocesses of ``steerbench.grid_worker``),
+``ray`` (one ``ray.remote`` task per cell) and ``slurm`` (one submitit job per cell).
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from steerbench.errors import UsageError
+
+GRID_KEYS = ("name", "description", "methods", "scenarios", "seeds", "steps", "overrides")
+MANIFEST = "grid.json"
+DEFAULT_OUT = Path("runs")
+
+
+@dataclass
+class GridSpec:
+    """What a grid is; ``overrides`` maps a dotted key (or group) to its values (several = a sweep)."""
+
+    name: str = "grid"
+    methods: list[str] = field(default_factory=list)
+    scenarios: list[str] = field(default_factory=lambda: ["standard"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int | None = None
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    description: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """The part of the spec that defines the cells (what grid.json compares)."""
+        rec = asdict(self)
+        rec.pop("description")
+        rec["overrides"] = {k: list(v) for k, v in sorted(self.overrides.items())}
+        return rec
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: its folder name, its overrides, and where it lives."""
+
+    name: str
+    overrides: tuple[str, ...]
+    run_dir: Path
+    method: str
+    scenario: str
+    seed: int
+
+    def status(self) -> str:
+        """done / running / failed from meta.json, 'partial' if a store exists without meta, else 'new'."""
+        meta = self.run_dir / "meta.json"
+        if meta.is_file():
+            try:
+                return str(json.loads(meta.read_text()).get("status", "partial"))
+            except ValueError:
+                return "partial"
+        return "partial" if self.run_dir.exists() else "new"
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def _as_str(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_as_str(x) for x in v) + "]"
+    return str(v)
+
+
+def _str_list(key: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = [x.strip() for x in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [_as_str(x).strip() for x in value]
+    else:
+        items = [_as_str(value)]
+    items = [x for x in items if x]
+    if len(set(items)) != len(items):
+        raise UsageError(f"grid {key} lists a value twice: {items}")
+    return items
+
+
+def _seeds(value: Any) -> list[int]:
+    out = []
+    for s in _str_list("seeds", value):
+        try:
+            out.append(int(s))
+        except ValueError:
+            raise UsageError(f"grid seeds must be integers, got {s!r} (e.g. --seeds 0,1,2)") from None
+    return out
+
+
+def split_sweep(value: str) -> list[str]:
+    """``"1e-4,3e-4"`` → two values; a bracketed or quoted value (a list) stays one value."""
+    v = value.strip()
+    if v.startswith(("[", "{", "'", '"')):
+        return [v]
+    parts = [p.strip() for p in v.split(",")]
+    if any(not p for p in parts):
+        raise UsageError(f"empty value in sweep {value!r}; write KEY=v1,v2")
+    return parts
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, list[str]]:
+    """``["trainer.lr=1e-4,3e-4", "task=add"]`` → ``{"trainer.lr": ["1e-4", "3e-4"], "task": ["add"]}``."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"override {item!r} is not KEY=VALUE (a sweep is KEY=v1,v2)")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise UsageError(f"override {item!r} has no key")
+        out[key] = split_sweep(value)
+    return out
+
+
+def find_grid_file(ref: str) -> Path:
+    """A path to a grid YAML, or the name of a preset in ``experiments/grid/``."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    presets = preset_names()
+    name = path.stem if ref.endswith((".yaml", ".yml")) else ref
+    if name in presets:
+        return Path(str(resources.files("steerbench.experiments") / "grid" / f"{name}.yaml"))
+    hint = difflib.get_close_matches(name, presets, n=1)
+    raise UsageError(
+        f"grid {ref!r} is neither a file nor a preset; presets: {', '.join(presets) or 'none'}"
+        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    )
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("steerbench.experiments") / "grid"
+    try:
+        return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def load_grid_yaml(path: Path) -> GridSpec:
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"grid file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"grid file {path} must be a mapping with keys {', '.join(GRID_KEYS)}")
+    unknown = sorted(set(raw) - set(GRID_KEYS))
+    if unknown:
+        hints = [difflib.get_close_matches(k, GRID_KEYS, n=1) for k in unknown]
+        msg = ", ".join(
+            f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+            for k, h in zip(unknown, hints, strict=True)
+        )
+        raise UsageError(f"grid file {path}: unknown key {msg}; allowed keys: {', '.join(GRID_KEYS)}")
+    overrides = raw.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise UsageError(f"grid file {path}: overrides must be a mapping KEY: value or KEY: [v1, v2]")
+    spec = GridSpec(
+        name=str(raw.get("name") or Path(path).stem),
+        methods=_str_list("methods", raw.get("methods")),
+        scenarios=_str_list("scenarios", raw.get("scenarios", ["standard"])),
+        seeds=_seeds(raw.get("seeds", [0])),
+        steps=_steps(raw.get("steps")),
+        overrides={str(k): _str_list(f"override {k}", v) for k, v in overrides.items()},
+        description=str(raw.get("description") or ""),
+    )
+    return spec
+
+
+def _steps(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        steps = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"grid steps must be a positive integer, got {value!r}") from None
+    if steps < 1:
+        raise UsageError(f"grid steps must be ≥ 1, got {steps}")
+    return steps
+
+
+def build_spec(
+    grid: str | None = None,
+    *,
+    name: str | None = None,
+    methods: str | None = None,
+    scenarios: str | None = None,
+    seeds: str | None = None,
+    steps: int | None = None,
+    overrides: Sequence[str] = (),
+) -> GridSpec:
+    """A GridSpec from an optional grid YAML/preset, with flags taking precedence."""
+    spec = load_grid_yaml(find_grid_file(grid)) if grid else GridSpec()
+    if name:
+        spec.name = name
+    if methods is not None:
+        spec.methods = _str_list("methods", methods)
+    if scenarios is not None:
+        spec.scenarios = _str_list("scenarios", scenarios)
+    if seeds is not None:
+        spec.seeds = _seeds(seeds)
+    if steps is not None:
+        spec.steps = _steps(steps)
+    spec.overrides.update(parse_overrides(overrides))
+    for reserved in ("method", "scenario", "trainer.seed", "trainer.steps"):
+        if reserved in spec.overrides:
+            raise UsageError(
+                f"set {reserved} with the grid's own field (methods/scenarios/seeds/steps), not as an override"
+            )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec.name):
+        raise UsageError(f"grid name {spec.name!r} must be a plain folder name (letters, digits, . _ -)")
+    if not spec.methods:
+        raise UsageError("the grid has no methods: give --methods a,b or a grid file with methods: [...]")
+    if not spec.scenarios or not spec.seeds:
+        raise UsageError("the grid is empty: it needs at least one scenario and one seed")
+    return spec
+
+
+# ----------------------------------------------------------------------------------------------- cells
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
+
+
+def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
+    """Every cell of the grid, its config composed and checked; raises UsageError before any launch."""
+    from steerbench.config import compose
+    from steerbench.runner import run_dir_name
+
+    fixed = [f"{k}={v[0]}" for k, v in sorted(spec.overrides.items()) if len(v) == 1]
+    swept = sorted((k, v) for k, v in spec.overrides.items() if len(v) > 1)
+    cells: list[Cell] = []
+    seen: dict[str, tuple[str, ...]] = {}
+    for method, scenario, combo, seed in itertools.product(
+        spec.methods, spec.scenarios, itertools.product(*[v for _, v in swept]), spec.seeds
+    ):
+        overrides = [f"method={method}", f"scenario={scenario}", f"trainer.seed={seed}"]
+        if spec.steps is not None:
+            overrides.append(f"trainer.steps={spec.steps}")
+        overrides += fixed
+        overrides += [f"{k}={v}" for (k, _), v in zip(swept, combo, strict=True)]
+        try:
+            cfg = compose(overrides)
+        except UsageError as exc:
+            raise UsageError(f"grid cell {' '.join(overrides)}: {exc}") from None
+        name = run_dir_name(cfg) + "".join(
+            f"__{_slug(k.split('.')[-1])}={_slug(v)}" for (k, _), v in zip(swept, combo, strict=True)
+        )
+        if name in seen:
+            raise UsageError(
+                f"two grid cells map to the same folder {name!r}: {' '.join(seen[name])} and {' '.join(overrides)}"
+            )
+        seen[name] = tuple(overrides)
+        cells.append(
+            Cell(
+                name=name,
+                overrides=tuple(overrides),
+                run_dir=grid_dir / name,
+                method=method,
+                scenario=scenario,
+                seed=seed,
+            )
+        )
+    if not cells:
+        raise UsageError("the grid is empty")
+    return cells
+
+
+def manifest(spec: GridSpec, cells: Sequence[Cell]) -> dict[str, Any]:
+    return {
+        "grid": spec.record(),
+        "description": spec.description,
+        "cells": {c.name: list(c.overrides) for c in cells},
+    }
+
+
+def check_manifest(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], *, write: bool) -> None:
+    """Refuse to run a different grid into a folder that holds one; write grid.json if ``write``."""
+    path = grid_dir / MANIFEST
+    new = manifest(spec, cells)
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            raise UsageError(f"{path} is not valid JSON; remove it or choose another --out") from None
+        if old.get("grid") != new["grid"] or old.get("cells") != new["cells"]:
+            diff = sorted(
+                k
+                for k in set(old.get("grid", {})) | set(new["grid"])
+                if old["grid"].get(k) != new["grid"].get(k)
+            )
+            raise UsageError(
+                f"{grid_dir} holds a different grid (differs in: {', '.join(diff) or 'cells'}); "
+                "re-run it with the same settings, or pick another --out or grid name"
+            )
+        return
+    if write:
+        grid_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+
+@dataclass
+class CellResult:
+    name: str
+    status: str  # done | skipped | failed
+    error: str = ""
+    seconds: float = 0.0
+
+
+def plan(spec: GridSpec, out: Path | str = DEFAULT_OUT) -> tuple[Path, list[Cell]]:
+    """Validate the grid and return its folder and cells (nothing is written)."""
+    grid_dir = Path(out).resolve() / spec.name
+    cells = expand(spec, grid_dir)
+    check_manifest(grid_dir, spec, cells, write=False)
+    return grid_dir, cells
+
+
+def run_grid(
+    spec: GridSpec,
+    out: Path | str = DEFAULT_OUT,
+    *,
+    launcher: str = "local",
+    jobs: int = 1,
+    ray_address: str | None = None,
+    slurm: dict[str, Any] | None = None,
+    progress: bool = True,
+    on_result=None,
+) -> list[CellResult]:
+    """Run every unfinished cell with the launcher; returns one result per cell (grid order)."""
+    from steerbench import launchers
+
+    if jobs < 1:
+        raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
+    if launcher not in launchers.LAUNCHERS:
+        raise UsageError(f"--launcher {launcher!r} is unknown; choose {', '.join(launchers.LAUNCHERS)}")
+    grid_dir, cells = plan(spec, out)
+    check_manifest(grid_dir, spec, cells, write=True)
+    results: dict[str, CellResult] = {}
+    todo = []
+    for cell in cells:
+        if cell.status() == "done":
+            results[cell.name] = CellResult(cell.name, "skipped")
+        else:
+            todo.append(cell)
+    if todo:
+        run = launchers.LAUNCHERS[launcher]
+        kwargs: dict[str, Any] = {"jobs": jobs, "progress": progress, "on_result": on_result}
+        if launcher == "ray":
+            kwargs["address"] = ray_address
+        if launcher == "slurm":
+            kwargs["options"] = dict(slurm or {})
+            kwargs["folder"] = grid_dir / ".submitit"
+        for res in run(todo, **kwargs):
+            results[res.name] = res
+    return [results[c.name] for c in cells]

@@ -1,0 +1,118 @@
+"""Run one grid cell in this process: ``python -m steerbench.grid_worker CELL.json``.
+
+The cell JSON holds ``name``, ``run_dir``, ``overrides`` and ``threads``. The worker limits torch to
+``threads`` threads (so ``--jobs`` processes do not oversubscribe the cores), takes an exclusive lock
+on the run folder (a second process on the same cell fails instead of writing the same files), composes
+the config and calls ``steerbench.runner.execute``, which trains or resumes from the checkpoint.
+Exit code 0: done, 1: the run failed, 2: usage error (e.g. the folder holds a different config).
+A local worker also exits when its parent grid process dies, so a killed grid leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+LOCK = ".grid.lock"
+
+
+def _limit_threads(threads: int) -> None:
+    """Give torch ``threads`` threads and cap later ``set_num_threads`` calls (the trainer's
+    ``trainer.threads: 0`` means "all cores") at that share: the grid owns the core budget."""
+    threads = max(1, int(threads))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import torch
+
+    set_num_threads = getattr(torch.set_num_threads, "__wrapped__", torch.set_num_threads)
+    set_num_threads(threads)
+
+    def capped(n: int) -> None:
+        set_num_threads(max(1, min(int(n), threads)))
+
+    capped.__wrapped__ = set_num_threads  # type: ignore[attr-defined]
+    torch.set_num_threads = capped
+
+
+def _die_with_parent(parent: int) -> None:
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(137)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="grid-parent-watch", daemon=True).start()
+
+
+def _lock(run_dir: Path):
+    """An exclusive, non-blocking lock on the run folder (released when the process exits)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK, "w")  # noqa: SIM115 - held for the life of the process
+    try:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # pragma: no cover - not POSIX
+        pass
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume) one cell; never raises: returns ``{"name", "status", "error", "seconds"}``."""
+    from steerbench.errors import RunFailed, UsageError
+
+    start = time.perf_counter()
+    name = payload["name"]
+    run_dir = Path(payload["run_dir"])
+
+    def result(status: str, error: str = "") -> dict[str, Any]:
+        return {"name": name, "status": status, "error": error, "seconds": time.perf_counter() - start}
+
+    _limit_threads(payload.get("threads", 1))
+    handle = _lock(run_dir)
+    if handle is None:
+        return result("failed", f"{run_dir} is being run by another process (lock held)")
+    try:
+        from steerbench.config import compose
+        from steerbench.runner import execute
+
+        overrides = list(payload["overrides"])
+        execute(compose(overrides), run_dir, overrides=overrides)
+        return result("done")
+    except (RunFailed, UsageError) as exc:
+        return result("failed", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a crash in one cell must not take the grid down
+        tb = traceback.format_exc(limit=5)
+        return result("failed", f"{type(exc).__name__}: {exc}\n{tb}")
+    finally:
+        handle.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m steerbench.grid_worker CELL.json", file=sys.stderr)
+        return 2
+    cell_file = Path(argv[0])
+    payload = json.loads(cell_file.read_text())
+    if payload.get("parent_pid"):
+        _die_with_parent(int(payload["parent_pid"]))
+    res = run_cell(payload)
+    out = cell_file.with_suffix(".result.json")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res))
+    os.replace(tmp, out)
+    return 0 if res["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
