@@ -1,0 +1,180 @@
+"""steerbench grid: specs, validation before launch, cell naming, grid.json, dry-run. No training here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from steerbench.cli import app
+from steerbench.errors import UsageError
+from steerbench.grid import GridSpec, build_spec, check_manifest, parse_overrides, plan, preset_names
+
+PAPER_METHODS = [
+    "grpo",
+    "clip_higher",
+    "kl",
+    "entropy_bonus",
+    "w_reinforce",
+    "unlikeliness",
+    "pos_adv_reweight",
+    "clip_cov",
+    "kl_cov",
+    "steer",
+]
+
+
+def test_dry_run_lists_the_full_product_with_sweeps(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "grid",
+            "--methods",
+            "grpo,steer",
+            "--scenarios",
+            "standard,extreme",
+            "--seeds",
+            "0,1,2",
+            "--steps",
+            "5",
+            "--out",
+            str(tmp_path),
+            "--dry-run",
+            "--json",
+            "trainer.lr=1e-4,3e-4",
+            "trainer.eval_every=5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cells = json.loads(result.stdout)["cells"]
+    assert len(cells) == 2 * 2 * 3 * 2
+    got = {
+        (c["method"], c["scenario"], c["seed"], [o for o in c["overrides"] if "lr=" in o][0]) for c in cells
+    }
+    want = {
+        (m, s, k, f"trainer.lr={lr}")
+        for m in ("grpo", "steer")
+        for s in ("standard", "extreme")
+        for k in (0, 1, 2)
+        for lr in ("1e-4", "3e-4")
+    }
+    assert got == want
+    assert all(
+        "trainer.steps=5" in c["overrides"] and "trainer.eval_every=5" in c["overrides"] for c in cells
+    )
+    assert "steer__extreme__add__seed2__lr=3e-4" in {c["name"] for c in cells}
+    assert len({c["run_dir"] for c in cells}) == len(cells)
+    assert all(c["status"] == "new" for c in cells)
+    assert not (tmp_path / "grid").exists()  # a dry run writes nothing
+
+
+def test_paper_preset_is_ten_methods_two_scenarios_three_seeds(tmp_path):
+    assert {"paper", "smoke"} <= set(preset_names())
+    spec = build_spec("paper")
+    grid_dir, cells = plan(spec, tmp_path)
+    assert grid_dir == tmp_path.resolve() / "paper"
+    assert spec.methods == PAPER_METHODS
+    assert len(cells) == 10 * 2 * 3
+    assert {(c.scenario, c.seed) for c in cells} == {
+        (s, k) for s in ("standard", "extreme") for k in (0, 1, 2)
+    }
+
+
+def test_smoke_preset_is_small():
+    spec = build_spec("smoke")
+    assert len(spec.methods) == 2 and len(spec.scenarios) == 1 and len(spec.seeds) == 1
+    assert spec.steps is not None and spec.steps <= 10
+
+
+def test_flags_override_the_grid_file(tmp_path):
+    spec = build_spec("smoke", seeds="3,4", steps=2, overrides=["trainer.lr=1e-3"])
+    assert spec.seeds == [3, 4] and spec.steps == 2 and spec.overrides["trainer.lr"] == ["1e-3"]
+    _, cells = plan(spec, tmp_path)
+    assert len(cells) == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"methods": "grpo,not_a_method"}, "not_a_method"),
+        ({"methods": "grpo", "scenarios": "standrad"}, "standrad"),
+        ({"methods": "grpo", "overrides": ["trainer.no_such_key=1"]}, "no_such_key"),
+        ({"methods": ""}, "no methods"),
+        ({"methods": "grpo", "seeds": "0,x"}, "integers"),
+        ({"methods": "grpo,grpo"}, "twice"),
+        ({"methods": "grpo", "overrides": ["method=steer"]}, "grid's own field"),
+    ],
+)
+def test_bad_grids_fail_before_anything_runs(tmp_path, kwargs, match):
+    with pytest.raises(UsageError, match=match):
+        plan(build_spec(None, **kwargs), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_grid_file_with_a_typo_in_a_top_level_key_is_refused(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("name: g\nmethods: [grpo]\nsenarios: [standard]\n")
+    with pytest.raises(UsageError, match="'senarios' \\(did you mean 'scenarios'\\?\\)"):
+        build_spec(str(path))
+
+
+def test_grid_file_sweeps_become_cells(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        "name: sw\nmethods: [steer]\nscenarios: [standard]\nseeds: [0]\n"
+        "overrides:\n  method.lambda_min: [0.5, 0.8]\n  trainer.eval_every: 5\n"
+    )
+    _, cells = plan(build_spec(str(path)), tmp_path)
+    assert [c.name for c in cells] == [
+        "steer__standard__add__seed0__lambda_min=0.5",
+        "steer__standard__add__seed0__lambda_min=0.8",
+    ]
+
+
+def test_unknown_preset_suggests_the_close_one():
+    with pytest.raises(UsageError, match="did you mean 'smoke'"):
+        build_spec("smok")
+
+
+def test_a_different_grid_in_the_same_folder_is_refused(tmp_path):
+    spec = build_spec(None, name="g", methods="grpo", seeds="0")
+    grid_dir, cells = plan(spec, tmp_path)
+    check_manifest(grid_dir, spec, cells, write=True)
+    manifest = json.loads((grid_dir / "grid.json").read_text())
+    assert manifest["grid"]["methods"] == ["grpo"] and list(manifest["cells"]) == [
+        "grpo__standard__add__seed0"
+    ]
+    plan(spec, tmp_path)  # the same grid again is fine
+    other = build_spec(None, name="g", methods="grpo", seeds="0,1")
+    with pytest.raises(UsageError, match="different grid \\(differs in: seeds\\)"):
+        plan(other, tmp_path)
+
+
+def test_parse_overrides_keeps_lists_whole():
+    assert parse_overrides(["a.b=1,2", "c=[1,2]", "d=x"]) == {"a.b": ["1", "2"], "c": ["[1,2]"], "d": ["x"]}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        parse_overrides(["nokey"])
+
+
+def test_grid_spec_record_is_order_stable():
+    a = GridSpec(name="g", methods=["grpo"], overrides={"b": ["1"], "a": ["2"]})
+    b = GridSpec(name="g", methods=["grpo"], overrides={"a": ["2"], "b": ["1"]})
+    assert json.dumps(a.record()) == json.dumps(b.record())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "steerbench.cli", *args], capture_output=True, text=True, timeout=180
+    )
+
+
+def test_cli_bad_method_exits_2_and_names_it(tmp_path):
+    proc = _cli("grid", "--methods", "grpo,bogus", "--out", str(tmp_path), "--dry-run")
+    assert proc.returncode == 2, proc.stderr
+    assert "bogus" in proc.stderr
+    proc = _cli("grid", "--methods", "grpo", "--launcher", "pbs", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "pbs" in proc.stderr
+    assert not (tmp_path / "grid" / "grpo__standard__add__seed0").exists()
