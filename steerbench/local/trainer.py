@@ -1,0 +1,294 @@
+"""The embedded GRPO trainer: one file, read top to bottom (CleanRL style).
+
+Each RL step:
+    1. sample n responses for each of P prompts at temperature T (KV-cache sampler, seeded generator)
+    2. reward them with the task's exact verifier (or coin flips in the random_reward scenario)
+    3. shape advantages with the method's shaper (GRPO group normalisation unless the method says otherwise)
+    4. recompute log π_old (and log π_ref where the method needs it) teacher-forced, no gradient
+    5. ppo_epochs × minibatches optimiser steps on the method's loss (AdamW, grad-norm clip)
+    6. log metrics; update scheduled knobs; checkpoint every k steps (model, optimiser, all RNG states)
+
+All randomness flows through one seeded torch.Generator (sampling, minibatch order, coin flips) and
+torch's global generator (Clip-Cov's random pick), both checkpointed, so a resumed run is bit-identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from steerbench.config import method_knobs
+from steerbench.errors import RunFailed, UsageError
+from steerbench.local.model import ModelConfig
+from steerbench.local.sampler import response_logprobs, sample
+from steerbench.local.tasks import TOKENIZER, Problem, Task, get_task, prompt_tensor, score
+from steerbench.local.warmstart import warm_start
+from steerbench.methods import PolicyBatch, compute_advantages, compute_policy_loss, get_method
+from steerbench.runstore import RunStore, atomic_torch_save
+
+EVAL_SEED = 2_718_281  # held-out prompts are the same for every run and seed
+
+
+@dataclass
+class TrainState:
+    policy: nn.Module
+    reference: nn.Module | None  # frozen warm-start policy, for methods with a KL term
+    optimizer: torch.optim.Optimizer
+    method_cfg: Any  # the method's typed config; scheduled knobs change between steps
+    generator: torch.Generator
+    step: int = 0  # RL steps completed
+    last_entropy: float | None = None
+
+
+def build_task(cfg: DictConfig) -> Task:
+    params = OmegaConf.to_container(cfg.task, resolve=True)
+    assert isinstance(params, dict)
+    name = params.pop("name")
+    return get_task(name, **params)
+
+
+def cache_dir(cfg: DictConfig) -> Path:
+    configured = cfg.warm_start.cache_dir or os.environ.get("STEERBENCH_CACHE") or "~/.cache/steerbench"
+    return Path(configured).expanduser()
+
+
+def build_policy(
+    cfg: DictConfig, task: Task, progress: Callable[[int, int], None] | None = None
+) -> nn.Module:
+    if cfg.model.hf_path:
+        from steerbench.local.hf import load_hf_policy
+
+        policy = load_hf_policy(cfg.model.hf_path)
+        if policy.vocab_size < TOKENIZER.vocab_size:
+            raise UsageError(
+                f"model {cfg.model.hf_path} has a vocabulary of {policy.vocab_size} ids; the embedded tasks "
+                f"need at least {TOKENIZER.vocab_size}"
+            )
+        return policy
+    model_cfg = ModelConfig(
+        vocab_size=TOKENIZER.vocab_size,
+        n_layer=cfg.model.n_layer,
+        n_head=cfg.model.n_head,
+        d_model=cfg.model.d_model,
+        max_seq_len=cfg.model.max_seq_len,
+    )
+    ws = cfg.warm_start
+    return warm_start(model_cfg, task, ws.steps, ws.lr, ws.batch_size, ws.seed, cache_dir(cfg), progress)
+
+
+def init_state(cfg: DictConfig, policy: nn.Module) -> TrainState:
+    spec = get_method(cfg.method.name)
+    torch.manual_seed(cfg.trainer.seed)
+    reference = None
+    if "ref_log_prob" in spec.needs:
+        reference = copy.deepcopy(policy).requires_grad_(False)
+    optimizer = torch.optim.AdamW(
+        policy.parameters(), lr=cfg.trainer.lr, weight_decay=cfg.trainer.weight_decay
+    )
+    generator = torch.Generator().manual_seed(cfg.trainer.seed)
+    return TrainState(policy, reference, optimizer, spec.make_config(**method_knobs(cfg)), generator)
+
+
+def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
+    t, name, spec = cfg.trainer, cfg.method.name, get_method(cfg.method.name)
+    knobs = dataclasses.asdict(state.method_cfg)
+    started = time.perf_counter()
+
+    # 1–2. rollouts and rewards
+    problems = [
+        p
+        for p in task.sample_problems(t.prompts_per_step, state.generator)
+        for _ in range(t.samples_per_prompt)
+    ]
+    state.policy.eval()
+    with torch.no_grad():
+        rollout = sample(
+            state.policy,
+            prompt_tensor(problems),
+            task.max_response_len,
+            t.temperature,
+            TOKENIZER.eos_id,
+            state.generator,
+            pad_id=TOKENIZER.pad_id,
+        )
+    correct = score(task, problems, rollout.responses)
+    rewards = correct
+    if cfg.scenario.random_reward:
+        rewards = torch.bernoulli(torch.full_like(correct, 0.5), generator=state.generator)
+    group_index = torch.arange(t.prompts_per_step).repeat_interleave(t.samples_per_prompt)
+    mask = rollout.response_mask
+
+    # 3–4. advantages, old and reference log-probs (teacher-forced, like verl's recompute)
+    with torch.no_grad():
+        old_log_prob, old_entropy = response_logprobs(
+            state.policy, rollout.tokens, rollout.prompt_len, t.temperature
+        )
+        ref_log_prob = None
+        if state.reference is not None:
+            ref_log_prob, _ = response_logprobs(
+                state.reference, rollout.tokens, rollout.prompt_len, t.temperature
+            )
+    advantages = compute_advantages(name, rewards, group_index, mask, old_log_prob, **knobs)
+
+    # 5. PPO epochs over minibatches with the method's loss
+    state.policy.train()
+    rows = rewards.shape[0]
+    per_minibatch = rows // t.minibatches
+    sums: dict[str, float] = {}
+    updates = 0
+    for _ in range(t.ppo_epochs):
+        order = torch.randperm(rows, generator=state.generator)
+        for start in range(0, rows, per_minibatch):
+            idx = order[start : start + per_minibatch]
+            log_prob, entropy = response_logprobs(
+                state.policy, rollout.tokens[idx], rollout.prompt_len, t.temperature
+            )
+            batch = PolicyBatch(
+                log_prob=log_prob,
+                old_log_prob=old_log_prob[idx],
+                advantages=advantages[idx],
+                response_mask=mask[idx],
+                entropy=entropy if "entropy_grad" in spec.needs else entropy.detach(),
+                ref_log_prob=None if ref_log_prob is None else ref_log_prob[idx],
+                group_index=group_index[idx],
+                rewards=rewards[idx],
+            )
+            loss, metrics = compute_policy_loss(name, batch, **knobs)
+            if not torch.isfinite(loss):
+                raise RunFailed(f"loss became {loss.item()} at step {state.step + 1}; lower trainer.lr")
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(state.policy.parameters(), t.grad_clip)
+            state.optimizer.step()
+            metrics.update({"loss/total": loss.item(), "grad/norm": float(grad_norm)})
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+            updates += 1
+
+    # 6. metrics and scheduled knobs
+    entropy_mean = float((old_entropy * mask).sum() / mask.sum())
+    elapsed = time.perf_counter() - started
+    row = {key: value / updates for key, value in sums.items()}
+    row.update(
+        {
+            "entropy/mean": entropy_mean,
+            "entropy/delta": 0.0 if state.last_entropy is None else entropy_mean - state.last_entropy,
+            "reward/mean": float(rewards.mean()),
+            "acc/train": float(correct.mean()),
+            "len/response_mean": float(mask.sum(-1).mean()),
+            "time/step_s": elapsed,
+            "throughput/tokens_per_s": float(mask.sum()) * (1 + t.ppo_epochs) / elapsed,
+        }
+    )
+    state.step += 1
+    state.last_entropy = entropy_mean
+    if spec.schedule is not None:
+        progress = {"step": state.step - 1, "total_steps": t.steps, "entropy": entropy_mean}
+        state.method_cfg = spec.schedule(state.method_cfg, progress)
+    return row
+
+
+def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[str, float]:
+    """val/pass@1 (mean accuracy) and val/pass@k (any of k samples correct) on fixed held-out prompts."""
+    t = cfg.trainer
+    problems: list[Problem] = task.sample_problems(t.eval_prompts, torch.Generator().manual_seed(EVAL_SEED))
+    repeated = [p for p in problems for _ in range(t.pass_k)]
+    generator = torch.Generator().manual_seed(EVAL_SEED + 7919 * step + t.seed)
+    policy.eval()
+    with torch.no_grad():
+        rollout = sample(
+            policy,
+            prompt_tensor(repeated),
+            task.max_response_len,
+            t.temperature,
+            TOKENIZER.eos_id,
+            generator,
+            pad_id=TOKENIZER.pad_id,
+        )
+    correct = score(task, repeated, rollout.responses).view(t.eval_prompts, t.pass_k)
+    mask = rollout.response_mask
+    return {
+        "val/pass@1": float(correct.mean()),
+        "val/pass@k": float((correct.sum(-1) > 0).float().mean()),
+        "val/entropy": float((rollout.entropy * mask).sum() / mask.sum()),
+    }
+
+
+def save_checkpoint(store: RunStore, state: TrainState) -> None:
+    atomic_torch_save(
+        store.checkpoint_path,
+        {
+            "step": state.step,
+            "model": state.policy.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "method_cfg": dataclasses.asdict(state.method_cfg),
+            "generator": state.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "last_entropy": state.last_entropy,
+        },
+    )
+
+
+def load_checkpoint(store: RunStore, state: TrainState) -> None:
+    path = store.checkpoint_path
+    try:
+        ckpt = torch.load(path, weights_only=False)
+        state.policy.load_state_dict(ckpt["model"])
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+    except Exception as exc:  # any unpickling or shape error means the file cannot be trusted
+        raise RunFailed(
+            f"checkpoint {path} is corrupt ({type(exc).__name__}); delete it to restart the run"
+        ) from None
+    state.method_cfg = dataclasses.replace(state.method_cfg, **ckpt["method_cfg"])
+    state.generator.set_state(ckpt["generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    state.step = ckpt["step"]
+    state.last_entropy = ckpt["last_entropy"]
+
+
+def train(
+    cfg: DictConfig,
+    store: RunStore,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    on_warm_start: Callable[[int, int], None] | None = None,
+) -> list[dict[str, float]]:
+    """Run (or resume) the whole RL loop; returns every metrics row of the run."""
+    t = cfg.trainer
+    torch.set_num_threads(t.threads or os.cpu_count() or 1)
+    task = build_task(cfg)
+    policy = build_policy(cfg, task, on_warm_start)
+    state = init_state(cfg, policy)
+    if store.checkpoint_path.exists():
+        load_checkpoint(store, state)
+    store.truncate_metrics(state.step if state.step > 0 else -1)  # rows past the checkpoint are redone
+    if state.step == 0:
+        first = {"step": 0, **evaluate(cfg, task, state.policy, 0)}
+        store.append_metrics(first)
+        if on_step:
+            on_step(first)
+    while state.step < t.steps:
+        row = rl_step(cfg, task, state)
+        if state.step % t.eval_every == 0 or state.step == t.steps:
+            row.update(evaluate(cfg, task, state.policy, state.step))
+        row = {"step": state.step, **{k: _finite(v) for k, v in row.items()}}
+        store.append_metrics(row)
+        if state.step % t.checkpoint_every == 0 or state.step == t.steps:
+            save_checkpoint(store, state)
+        if on_step:
+            on_step(row)
+    return store.read_metrics()
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,85 @@
+"""Run one config in one run directory: the status protocol shared by `run`, `grid` and every backend.
+
+meta.json goes running → done (summary.json written first) or failed (with the reason); a done run is
+returned as is, a partial one resumes from its checkpoint, a directory holding another config is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from steerbench.errors import RunFailed, UsageError
+from steerbench.runstore import RunStore, atomic_write_json
+
+SUMMARY_KEYS = ("entropy/mean", "reward/mean", "acc/train", "val/pass@1", "val/pass@k", "val/entropy")
+
+
+def run_dir_name(cfg: DictConfig) -> str:
+    return f"{cfg.method.name}__{cfg.scenario.name}__{cfg.task.name}__seed{cfg.trainer.seed}"
+
+
+def summarise(cfg: DictConfig, rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    def first_and_last(key: str) -> tuple[Any, Any]:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return (values[0], values[-1]) if values else (None, None)
+
+    pairs = {key: first_and_last(key) for key in SUMMARY_KEYS}
+    return {
+        "method": cfg.method.name,
+        "scenario": cfg.scenario.name,
+        "task": cfg.task.name,
+        "seed": int(cfg.trainer.seed),
+        "backend": cfg.backend,
+        "steps": max((r["step"] for r in rows), default=0),
+        "initial": {k: v[0] for k, v in pairs.items()},
+        "final": {k: v[1] for k, v in pairs.items()},
+        "wall_s": wall_s,
+    }
+
+
+def execute(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_warm_start: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg`` in ``run_dir`` (resuming if partial) and return its summary."""
+    if cfg.backend != "local":
+        raise UsageError(
+            f"execute() runs the local backend; backend={cfg.backend!r} is launched by steerbench.verl"
+        )
+    store = RunStore(run_dir)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    store.prepare(container, list(overrides))
+    meta = store.read_meta()
+    if meta.get("status") == "done" and store.summary_path.exists():
+        import json
+
+        return json.loads(store.summary_path.read_text())
+    started = time.time()
+    store.write_meta("running", started=started, attempts=int(meta.get("attempts", 0)) + 1)
+    try:
+        from steerbench.local.trainer import train
+
+        rows = train(cfg, store, on_step=on_step, on_warm_start=on_warm_start)
+    except RunFailed as exc:
+        store.write_meta("failed", error=str(exc))
+        raise
+    except UsageError:
+        store.write_meta("failed", error="usage error; see the command's message")
+        raise
+    except Exception as exc:
+        store.write_meta("failed", error=f"{type(exc).__name__}: {exc}")
+        raise RunFailed(f"{type(exc).__name__}: {exc}") from exc
+    summary = summarise(cfg, rows, time.time() - started)
+    atomic_write_json(store.summary_path, summary)
+    store.write_meta("done", finished=time.time())
+    return summary
