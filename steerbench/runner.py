@@ -20,7 +20,10 @@ SUMMARY_KEYS = ("entropy/mean", "reward/mean", "acc/train", "val/pass@1", "val/p
 
 
 def run_dir_name(cfg: DictConfig) -> str:
-    return f"{cfg.method.name}__{cfg.scenario.name}__{cfg.task.name}__seed{cfg.trainer.seed}"
+    task = (
+        Path(cfg.verl.train_files).stem if cfg.backend == "verl" and cfg.verl.train_files else cfg.task.name
+    )
+    return f"{cfg.method.name}__{cfg.scenario.name}__{task}__seed{cfg.trainer.seed}"
 
 
 def summarise(cfg: DictConfig, rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:

@@ -26,6 +26,11 @@ FLAG_KEYS = {
     "lambda_max": "method.lambda_max",
     "mapping": "method.mapping",
     "model": "model.hf_path",
+    "train_data": "verl.train_files",
+    "val_data": "verl.val_files",
+    "gpus": "verl.n_gpus_per_node",
+    "nodes": "verl.nnodes",
+    "launcher": "verl.launcher",
 }
 
 
@@ -56,6 +61,13 @@ def run_command(
     model: str = typer.Option(
         None, "--model", help="Local Hugging Face causal-LM directory instead of the tiny model."
     ),
+    train_data: str = typer.Option(
+        None, "--train-data", help="verl backend: training parquet (verl format)."
+    ),
+    val_data: str = typer.Option(None, "--val-data", help="verl backend: validation parquet (verl format)."),
+    gpus: int = typer.Option(None, "--gpus", help="verl backend: GPUs per node."),
+    nodes: int = typer.Option(None, "--nodes", help="verl backend: nodes."),
+    launcher: str = typer.Option(None, "--launcher", help="verl backend: local | ray | slurm."),
     out: Path = typer.Option(
         Path("runs"),
         "--out",
@@ -86,13 +98,18 @@ def run_command(
         lambda_max=lambda_max,
         mapping=mapping,
         model=model,
+        train_data=train_data,
+        val_data=val_data,
+        gpus=gpus,
+        nodes=nodes,
+        launcher=launcher,
     )
     all_overrides = flag_overrides(flags) + list(overrides or [])
     if wandb:
         all_overrides.append("trainer.wandb=true")
     cfg = compose(all_overrides)
     if cfg.backend == "verl":
-        from steerbench.commands.run_verl import launch_verl
+        from steerbench.verl.cli_run import launch_verl
 
         launch_verl(cfg, all_overrides, out=out, dry_run=dry_run, as_json=as_json)
         return
