@@ -34,7 +34,8 @@ from scipy import stats as st
 
 from steerbench.errors import UsageError
 
-RUN_COLUMNS = ["run", "task", "scenario", "method", "seed", "status"]
+RUN_COLUMNS = ["run", "task", "scenario", "method", "variant", "seed", "status"]
+CELL = ["task", "scenario", "method", "variant"]  # what seeds are pooled over
 STATS: dict[str, str] = {
     "final_pass1": "final val/pass@1",
     "final_passk": "final val/pass@k",
@@ -66,7 +67,8 @@ SKIP_DIRS = {"checkpoints", "tokens", ".git", "__pycache__"}
 
 def _order_key(order: Sequence[str]):
     def key(name: str) -> tuple[int, str]:
-        return (order.index(name), "") if name in order else (len(order), str(name))
+        base = str(name).split(" [", 1)[0]  # "grpo [lr=1e-4]" sorts with grpo
+        return (order.index(base), str(name)) if base in order else (len(order), str(name))
 
     return key
 
@@ -152,7 +154,7 @@ def _identity(run: Path) -> dict:
             cfg = {}
     parts = run.name.split("__")
     from_name = {}
-    if len(parts) == 4 and parts[3].startswith("seed"):
+    if len(parts) >= 4 and parts[3].startswith("seed"):
         from_name = {"method": parts[0], "scenario": parts[1], "task": parts[2], "seed": parts[3][4:]}
     ident = {
         "method": summary.get("method") or _dig(cfg, "method.name") or from_name.get("method"),
@@ -171,6 +173,8 @@ def _identity(run: Path) -> dict:
     except (TypeError, ValueError):
         ident["seed"] = -1
     ident["status"] = meta.get("status") or ("done" if summary else "unknown")
+    # a grid sweep tags its cells: <method>__<scenario>__<task>__seed<k>__lr=1e-4
+    ident["variant"] = "__".join(parts[4:]) if from_name else ""
     return ident
 
 
@@ -188,9 +192,18 @@ def load_runs(dirs: Sequence[str | Path], *, root: Path | None = None) -> pd.Dat
             "(a run store has metrics.jsonl + config.yaml, or summary.json); run `steerbench grid` first"
         )
     base = root or Path(os.path.commonpath([str(r.parent) for r in runs]))
+    idents = [_identity(run) for run in runs]
+    keys = [tuple(i[c] for c in CELL) + (i["seed"],) for i in idents]
+    if len(set(keys)) < len(keys):
+        # the same method/scenario/task/seed twice (e.g. two grids): tell them apart by their folder
+        for run, ident in zip(runs, idents, strict=True):
+            try:
+                parent = str(run.parent.relative_to(base)) if run.parent != base else base.name
+            except ValueError:
+                parent = str(run.parent)
+            ident["variant"] = "/".join(x for x in (parent, ident["variant"]) if x)
     frames = []
-    for run in runs:
-        ident = _identity(run)
+    for run, ident in zip(runs, idents, strict=True):
         rows = read_metrics(run / "metrics.jsonl")
         if not rows:
             summary = _read_json(run / "summary.json")
@@ -298,8 +311,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     the seeds whose entropy halved at all."""
     per_run = run_stats(frame)
     rows = []
-    for (task, scenario, method), df in per_run.groupby(["task", "scenario", "method"], sort=False):
-        row: dict = {"task": task, "scenario": scenario, "method": method, "n_seeds": int(len(df))}
+    for (task, scenario, method, variant), df in per_run.groupby(CELL, sort=False):
+        row: dict = {"task": task, "scenario": scenario, "method": method, "variant": variant}
+        row["n_seeds"] = int(len(df))
         row["seeds"] = ",".join(str(s) for s in sorted(df["seed"].tolist()))
         row["initial_entropy_mean"] = float(df["initial_entropy"].mean())
         for stat in STATS:
@@ -311,9 +325,10 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     mkey, skey = _order_key(METHOD_ORDER), _order_key(SCENARIO_ORDER)
     out["_t"] = out["task"].astype(str)
+    out["_v"] = out["variant"].astype(str)
     out["_s"] = out["scenario"].map(skey)
     out["_m"] = out["method"].map(mkey)
-    out = out.sort_values(["_t", "_s", "_m"], kind="mergesort").drop(columns=["_t", "_s", "_m"])
+    out = out.sort_values(["_t", "_v", "_s", "_m"], kind="mergesort").drop(columns=["_t", "_v", "_s", "_m"])
     return out.reset_index(drop=True)
 
 
@@ -337,8 +352,8 @@ def findings(summary: pd.DataFrame) -> list[str]:
     """Plain sentences, with numbers, answering the questions the comparison is for."""
     out: list[str] = []
     multi_task = summary["task"].nunique() > 1
-    for (task, scenario), df in summary.groupby(["task", "scenario"], sort=False):
-        where = f"{scenario}" + (f", task {task}" if multi_task else "")
+    for (task, variant, scenario), df in summary.groupby(["task", "variant", "scenario"], sort=False):
+        where = f"{scenario}" + (f", task {task}" if multi_task else "") + (f", {variant}" if variant else "")
         by = {r["method"]: r for _, r in df.iterrows()}
         g = by.get("grpo")
         if g is not None and np.isfinite(g["final_entropy_mean"]):
@@ -400,7 +415,7 @@ def findings(summary: pd.DataFrame) -> list[str]:
                     f"{ref_txt}: {verdict}."
                 )
     # extreme vs standard clipping, per method present in both
-    for task, df in summary.groupby("task", sort=False):
+    for (task, variant), df in summary.groupby(["task", "variant"], sort=False):
         std = {r["method"]: r for _, r in df[df["scenario"] == "standard"].iterrows()}
         ext = {r["method"]: r for _, r in df[df["scenario"] == "extreme"].iterrows()}
         both = [m for m in sorted_methods(std) if m in ext]
@@ -417,7 +432,8 @@ def findings(summary: pd.DataFrame) -> list[str]:
                 f"p90 |ΔH| {_fmt(a['dH_abs_p90_mean'])} → {_fmt(b['dH_abs_p90_mean'])}, "
                 f"pass@1 {_fmt(a['final_pass1_mean'])} → {_fmt(b['final_pass1_mean'])}"
             )
-        where = f" (task {task})" if multi_task else ""
+        where = ", ".join(x for x in (f"task {task}" if multi_task else "", variant) if x)
+        where = f" ({where})" if where else ""
         out.append(
             f"Extreme clipping (ε_low=0.99, ε_high=5) vs standard{where}: per-step entropy moves get larger "
             f"for {rises} of {len(both)} methods. " + "; ".join(parts) + "."
@@ -430,6 +446,8 @@ def findings(summary: pd.DataFrame) -> list[str]:
 
 def _table_frame(summary: pd.DataFrame) -> pd.DataFrame:
     cols = {"task": summary["task"], "scenario": summary["scenario"], "method": summary["method"]}
+    if (summary["variant"] != "").any():
+        cols["variant"] = summary["variant"]
     cols["seeds"] = summary["n_seeds"].astype(str)
     for stat, label in STATS.items():
         cols[label] = [_ci(r, stat) for _, r in summary.iterrows()]

@@ -34,6 +34,14 @@ PNG_META = {"Software": None}
 DPI = 100
 
 
+def labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """``method`` replaced by ``method [variant]`` where runs carry a variant (sweeps, several grids)."""
+    if "variant" not in frame or not (frame["variant"] != "").any():
+        return frame
+    label = frame["method"].where(frame["variant"] == "", frame["method"] + " [" + frame["variant"] + "]")
+    return frame.assign(method=label)
+
+
 def _colors(methods: list[str]) -> dict[str, tuple]:
     cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
@@ -157,7 +165,7 @@ def _eval_points(frame: pd.DataFrame) -> pd.DataFrame:
 
 def entropy_accuracy_fits(frame: pd.DataFrame) -> pd.DataFrame:
     """a, b of R = −a·exp(H) + b per scenario, over all methods ("all") and per method."""
-    pts = _eval_points(frame)
+    pts = _eval_points(labelled(frame))
     rows = []
     for scen in sorted_scenarios(pts["scenario"]):
         sub = pts[pts["scenario"] == scen]
@@ -200,6 +208,7 @@ def make_figures(frame: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[
     """Write every figure that has data; return ``[(file name, caption)]`` in a fixed order."""
     del summary  # figures are drawn from the per-step frame; kept for a stable signature
     out = Path(out)
+    frame = labelled(frame)
     acc_metric = "val/pass@1" if _col(frame, "val/pass@1").notna().any() else "acc/train"
     jobs = [
         (

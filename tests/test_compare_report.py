@@ -228,3 +228,20 @@ def test_cli_compare_on_a_folder_without_runs_exits_2(tmp_path):
     proc = _cli("compare", str(tmp_path))
     assert proc.returncode == 2
     assert "no run stores" in proc.stderr
+
+
+def test_swept_cells_and_repeated_grids_are_kept_apart(tmp_path):
+    for lr, h in (("1e-4", 0.9), ("3e-4", 0.5)):
+        run = write_run(tmp_path / "sweep", "steer", "standard", 0, [1.0, h])
+        run.rename(run.with_name(run.name + f"__lr={lr}"))
+    write_run(tmp_path / "a", "grpo", "standard", 0, [1.0, 0.8])
+    write_run(tmp_path / "b", "grpo", "standard", 0, [1.0, 0.6])
+    summary = summarise(load_runs([tmp_path]))
+    got = {(r["method"], r["variant"]): r["final_entropy_mean"] for _, r in summary.iterrows()}
+    assert got == {
+        ("grpo", "a"): pytest.approx(0.8),
+        ("grpo", "b"): pytest.approx(0.6),
+        ("steer", "sweep/lr=1e-4"): pytest.approx(0.9),
+        ("steer", "sweep/lr=3e-4"): pytest.approx(0.5),
+    }
+    assert set(summary["n_seeds"]) == {1}

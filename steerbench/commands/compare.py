@@ -38,8 +38,11 @@ def compare_command(
         )
         return
     table = Table(title=f"steerbench compare: {frame['run'].nunique()} runs")
+    variants = bool((summary["variant"] != "").any())
     for col in ("scenario", "method", "seeds", "pass@1", "pass@k", "final H", "p90 |ΔH|", "H halves at"):
         table.add_column(col)
+        if col == "method" and variants:
+            table.add_column("variant")
     for _, r in summary.iterrows():
 
         def cell(stat: str, r=r) -> str:
@@ -49,6 +52,7 @@ def compare_command(
         table.add_row(
             str(r["scenario"]),
             str(r["method"]),
+            *([str(r["variant"])] if variants else []),
             str(r["n_seeds"]),
             *(cell(s) for s in ("final_pass1", "final_passk", "final_entropy", "dH_abs_p90")),
             cell("steps_to_half") if r["steps_to_half_n"] else "never",
