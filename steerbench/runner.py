@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from steerbench.errors import RunFailed, UsageError
+from steerbench.methods import MethodError
 from steerbench.runstore import RunStore, atomic_write_json
 
 SUMMARY_KEYS = ("entropy/mean", "reward/mean", "acc/train", "val/pass@1", "val/pass@k", "val/entropy")
@@ -76,6 +77,9 @@ def execute(
     except RunFailed as exc:
         store.write_meta("failed", error=str(exc))
         raise
+    except MethodError as exc:  # config was validated up front: bad tensors mid-run mean divergence
+        store.write_meta("failed", error=str(exc))
+        raise RunFailed(f"training diverged at a loss input: {exc}") from exc
     except UsageError:
         store.write_meta("failed", error="usage error; see the command's message")
         raise

@@ -1,0 +1,176 @@
+"""The embedded GRPO trainer and `steerbench run`: run store, determinism, resume after SIGKILL, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from local_helpers import TINY, cli, metrics_without_timing
+
+from steerbench.config import compose
+from steerbench.runner import execute, run_dir_name
+
+
+def test_run_store_has_every_file_and_stable_metric_keys(tmp_path):
+    cfg = compose([*TINY, "method=steer", "method.lambda_min=0.5"])
+    summary = execute(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    for name in (
+        "config.yaml",
+        "overrides.yaml",
+        "meta.json",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoints/latest.pt",
+    ):
+        assert (run / name).exists(), name
+    assert json.loads((run / "meta.json").read_text())["status"] == "done"
+    assert yaml.safe_load((run / "config.yaml").read_text())["method"]["lambda_min"] == 0.5
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+    for key in (
+        "entropy/mean",
+        "entropy/delta",
+        "reward/mean",
+        "acc/train",
+        "clip/frac_low",
+        "clip/frac_high",
+        "steer/weight_mean",
+        "omega/abs_mean",
+        "time/step_s",
+        "throughput/tokens_per_s",
+    ):
+        assert all(key in r for r in rows[1:]), key
+    assert all(0.5 - 1e-9 <= r["steer/weight_mean"] <= 1.0 for r in rows[1:])
+    assert {"val/pass@1", "val/pass@k"} <= set(rows[2]) and "val/pass@1" not in rows[1]
+    assert summary["final"]["entropy/mean"] == rows[-1]["entropy/mean"]
+    assert summary["steps"] == 4
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        execute(
+            compose([*TINY, "method=clip_cov", "method.clip_cov_ratio=0.05", f"trainer.seed={seed}"]),
+            tmp_path / name,
+        )
+    a, b, c = (metrics_without_timing(tmp_path / n) for n in "abc")
+    assert a == b
+    assert a != c
+
+
+def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path):
+    overrides = [*TINY, "trainer.steps=8", "method=pos_adv_reweight"]
+    reference = tmp_path / "reference"
+    execute(compose(overrides), reference)
+    out = tmp_path / "killed"
+    cfg = compose(overrides)
+    run_dir = out / run_dir_name(cfg)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "steerbench.cli", "run", "--out", str(out), *overrides],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill mid-run: after a few steps were written, before the end
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "running"  # the kill left it unfinished
+    result = cli("run", "--out", str(out), *overrides)
+    assert result.returncode == 0, result.stderr
+    assert metrics_without_timing(run_dir) == metrics_without_timing(reference)
+
+
+def test_rerunning_a_finished_run_does_no_training(tmp_path):
+    cfg = compose(TINY)
+    execute(cfg, tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.jsonl").stat().st_mtime_ns
+    execute(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.jsonl").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--method", "stear"], "method/stear"),
+        (["--scenario", "hard"], "scenario/hard"),
+        (["--task", "chess"], "task/chess"),
+        (["--steps", "0"], "trainer.steps=0 is out of range"),
+        (["--method", "steer", "--lambda-min", "1.5"], "lambda_min=1.5 is out of range"),
+        (["trainer.lrr=1"], "trainer.lrr"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, fragment):
+    result = cli("run", "--out", str(tmp_path), *args)
+    assert result.returncode == 2
+    assert fragment in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_out_exits_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = cli("run", "--out", str(blocker), *TINY)
+    assert result.returncode == 2 and "cannot write" in result.stderr
+
+
+def test_a_run_dir_with_another_config_is_refused_and_kept(tmp_path):
+    assert cli("run", "--out", str(tmp_path), *TINY).returncode == 0
+    run_dir = tmp_path / run_dir_name(compose(TINY))
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    result = cli("run", "--out", str(tmp_path), *TINY, "trainer.lr=1e-3")
+    assert result.returncode == 2 and "different config" in result.stderr and "trainer.lr" in result.stderr
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+
+
+def test_corrupt_checkpoint_fails_the_run_with_a_reason(tmp_path):
+    overrides = [*TINY, "trainer.steps=2"]
+    run_dir = tmp_path / run_dir_name(compose(overrides))
+    assert cli("run", "--out", str(tmp_path), *overrides).returncode == 0
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta["status"] = "running"  # pretend it was interrupted
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    (run_dir / "checkpoints" / "latest.pt").write_bytes(b"garbage")
+    result = cli("run", "--out", str(tmp_path), *overrides)
+    assert result.returncode == 1 and "corrupt" in result.stderr
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "failed" and "corrupt" in meta["error"]
+
+
+def test_divergent_training_is_recorded_as_failed(tmp_path):
+    overrides = [*TINY, "scenario=random_reward", "trainer.lr=1e30", "trainer.grad_clip=1e30"]
+    result = cli("run", "--out", str(tmp_path), *overrides)
+    assert result.returncode == 1
+    meta = json.loads((tmp_path / run_dir_name(compose(overrides)) / "meta.json").read_text())
+    assert meta["status"] == "failed" and meta["error"]
+
+
+def test_dry_run_prints_the_resolved_config_without_training(tmp_path):
+    result = cli(
+        "run", "--out", str(tmp_path), "--method", "steer", "--lambda-min", "0.5", "--dry-run", "--json"
+    )
+    assert result.returncode == 0
+    config = json.loads(result.stdout)["config"]
+    assert config["method"]["lambda_min"] == 0.5 and config["method"]["clip_high"] == 0.28
+    assert not any(tmp_path.iterdir())
+
+
+def test_extreme_scenario_overrides_the_method_clipping():
+    cfg = compose(["method=steer", "scenario=extreme"])
+    assert (cfg.method.clip_low, cfg.method.clip_high) == (0.99, 5.0)
+    assert compose(["method=clip_higher"]).method.clip_high == 0.28
+
+
+def test_entropy_bonus_run_passes_the_gradient_carrying_entropy(tmp_path):
+    summary = execute(compose([*TINY, "method=entropy_bonus", "method.alpha=0.01"]), tmp_path / "run")
+    assert summary["final"]["entropy/mean"] is not None
+    assert torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)["step"] == 4
