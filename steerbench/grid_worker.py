@@ -37,7 +37,7 @@ def _limit_threads(threads: int) -> None:
         set_num_threads(max(1, min(int(n), threads)))
 
     capped.__wrapped__ = set_num_threads  # type: ignore[attr-defined]
-    torch.set_num_threads = capped
+    torch.set_num_threads = capped  # type: ignore[assignment]
 
 
 def _die_with_parent(parent: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -52,7 +53,7 @@ def grid_command(
     console = Console(stderr=as_json)
 
     if dry_run:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": c.name,
                 "method": c.method,
@@ -70,12 +71,12 @@ def grid_command(
         table = Table(title=f"grid {spec.name}: {len(cells)} cells in {grid_dir}")
         for col in ("cell", "status", "overrides"):
             table.add_column(col, overflow="fold")
-        for r in rows:
-            table.add_row(r["name"], r["status"], " ".join(r["overrides"]))
+        for row in rows:
+            table.add_row(row["name"], row["status"], " ".join(row["overrides"]))
         console.print(table)
         return
 
-    options = {}
+    options: dict[str, Any] = {}
     for item in slurm or []:
         if "=" not in item:
             raise UsageError(f"--slurm {item!r} is not KEY=VALUE")
