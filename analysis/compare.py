@@ -483,13 +483,36 @@ def _fit_table(fits: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def write_report(frame: pd.DataFrame, out: str | Path, *, title: str = "steerbench comparison") -> dict:
+def finished_only(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of finished runs (status ``done``), and the names of the runs left out."""
+    done = frame["status"] == "done"
+    left_out = sorted(frame.loc[~done, "run"].unique().tolist())
+    if not done.any():
+        raise UsageError(
+            f"compare: none of the {frame['run'].nunique()} runs has finished (status done); "
+            "finish them with `steerbench grid`, or pass --include-partial"
+        )
+    return frame[done].reset_index(drop=True), left_out
+
+
+def write_report(
+    frame: pd.DataFrame,
+    out: str | Path,
+    *,
+    title: str = "steerbench comparison",
+    include_partial: bool = False,
+) -> dict:
     """Write summary.csv, runs.csv, report.md, report.html and the PNG figures into ``out``.
 
-    Returns ``{"summary": DataFrame, "files": [sorted relative paths], "findings": [sentences]}``.
+    Only finished runs are summarised unless ``include_partial``; the others are listed in the report.
+    Returns ``{"summary": DataFrame, "files": [sorted relative paths], "findings": [sentences],
+    "left_out": [runs]}``.
     """
     from steerbench.analysis import plots
 
+    left_out: list[str] = []
+    if not include_partial:
+        frame, left_out = finished_only(frame)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(frame)
@@ -505,6 +528,8 @@ def write_report(frame: pd.DataFrame, out: str | Path, *, title: str = "steerben
     md.append(
         f"{n_runs} runs; {len(summary)} method × scenario cells. Intervals are 95% t-intervals over seeds."
     )
+    if left_out:
+        md += ["", f"Left out (not finished; --include-partial to add them): {', '.join(left_out)}."]
     md += ["", "## Findings", ""]
     md += [f"- {s}" for s in sentences] or ["- (not enough runs for findings)"]
     md += ["", "## Summary", "", _markdown_table(_table_frame(summary)), ""]
@@ -531,6 +556,7 @@ def write_report(frame: pd.DataFrame, out: str | Path, *, title: str = "steerben
         f"<h1>{_html_escape(title)}</h1>",
         f"<p>{n_runs} runs; {len(summary)} method × scenario cells. "
         "Intervals are 95% t-intervals over seeds.</p>",
+        *([f"<p>Left out (not finished): {_html_escape(', '.join(left_out))}.</p>"] if left_out else []),
         "<h2>Findings</h2><ul>",
         *[f"<li>{_html_escape(s)}</li>" for s in sentences],
         "</ul><h2>Summary</h2>",
@@ -549,11 +575,9 @@ def write_report(frame: pd.DataFrame, out: str | Path, *, title: str = "steerben
     html.append("</body></html>")
     (out / "report.html").write_text("\n".join(html) + "\n")
     files = sorted(["summary.csv", "runs.csv", "report.md", "report.html", *[n for n, _ in figures]])
-    return {"summary": summary, "files": files, "findings": sentences}
+    return {"summary": summary, "files": files, "findings": sentences, "left_out": left_out}
 
 
-def compare(dirs: Sequence[str | Path], out: str | Path) -> dict:
+def compare(dirs: Sequence[str | Path], out: str | Path, *, include_partial: bool = False) -> dict:
     """``load_runs`` + ``write_report``: the body of ``steerbench compare``."""
-    out = Path(out).resolve()
-    frame = load_runs(dirs)
-    return write_report(frame, out)
+    return write_report(load_runs(dirs), Path(out).resolve(), include_partial=include_partial)

@@ -245,3 +245,18 @@ def test_swept_cells_and_repeated_grids_are_kept_apart(tmp_path):
         ("steer", "sweep/lr=3e-4"): pytest.approx(0.5),
     }
     assert set(summary["n_seeds"]) == {1}
+
+
+def test_unfinished_runs_are_left_out_unless_asked_for(tmp_path):
+    write_run(tmp_path, "grpo", "standard", 0, [1.0, 0.8])
+    partial = write_run(tmp_path, "grpo", "standard", 1, [1.0, 0.2], with_summary=False)
+    (partial / "meta.json").write_text(json.dumps({"status": "running"}))
+    result = write_report(load_runs([tmp_path]), tmp_path / "r")
+    assert result["left_out"] == ["grpo__standard__arith__seed1"]
+    assert result["summary"].loc[0, "n_seeds"] == 1
+    assert "Left out (not finished" in (tmp_path / "r" / "report.md").read_text()
+    result = write_report(load_runs([tmp_path]), tmp_path / "r2", include_partial=True)
+    assert result["summary"].loc[0, "n_seeds"] == 2 and result["left_out"] == []
+    (tmp_path / "grpo__standard__arith__seed0" / "meta.json").write_text(json.dumps({"status": "failed"}))
+    with pytest.raises(UsageError, match="none of the 2 runs has finished"):
+        write_report(load_runs([tmp_path]), tmp_path / "r3")

@@ -15,6 +15,9 @@ def compare_command(
     out: Path = typer.Option(
         None, "--out", help="Report folder (default: <first DIR>/report).", show_default=False
     ),
+    include_partial: bool = typer.Option(
+        False, "--include-partial", help="Also summarise runs that have not finished (running/failed)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary rows and files as JSON."),
 ) -> None:
     """Summarise runs per method × scenario (mean and 95% CI over seeds) and write a report with figures."""
@@ -25,13 +28,19 @@ def compare_command(
     with console.status("loading runs..."):
         frame = load_runs(dirs)
     with console.status(f"writing report for {frame['run'].nunique()} runs..."):
-        result = write_report(frame, out)
+        result = write_report(frame, out, include_partial=include_partial)
     summary = result["summary"]
     if as_json:
         rows = json.loads(summary.to_json(orient="records"))
         typer.echo(
             json.dumps(
-                {"out": str(out), "files": result["files"], "summary": rows, "findings": result["findings"]},
+                {
+                    "out": str(out),
+                    "files": result["files"],
+                    "summary": rows,
+                    "findings": result["findings"],
+                    "left_out": result["left_out"],
+                },
                 indent=2,
                 sort_keys=True,
             )
@@ -58,6 +67,8 @@ def compare_command(
             cell("steps_to_half") if r["steps_to_half_n"] else "never",
         )
     console.print(table)
+    if result["left_out"]:
+        console.print(f"[yellow]left out {len(result['left_out'])} unfinished runs[/] (--include-partial)")
     for sentence in result["findings"]:
         console.print(f"• {sentence}")
     console.print(f"report: [bold]{out / 'report.html'}[/] ({len(result['files'])} files)")
