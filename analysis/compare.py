@@ -12,7 +12,8 @@ Per-run statistics (a run is one seed of one cell):
 - ``steps_to_half``: the first ``step`` whose ``entropy/mean`` is at most half of the first logged
   step's (NaN if it never halves);
 - ``dH_abs_median`` / ``dH_abs_p90``: median / 90th percentile of per-step ``|entropy/delta|``
-  (``entropy/delta`` if logged, else the step-to-step difference of ``entropy/mean``);
+  (``entropy/delta`` if logged, else the step-to-step difference of ``entropy/mean``), from the
+  second step with an entropy on (the first has no predecessor);
 - ``clip_low`` / ``clip_high``: mean ``clip/frac_low`` / ``clip/frac_high`` over steps;
 - ``time_s``: total ``time/step_s``.
 Everything is sorted and free of timestamps, so the same inputs give byte-identical csv and md.
@@ -255,11 +256,11 @@ def steps_to_half(steps: Sequence[int], entropy: Sequence[float]) -> float:
 def abs_entropy_deltas(run: pd.DataFrame) -> np.ndarray:
     """Per-step |ΔH| of one run: ``entropy/delta`` where logged, else the difference of ``entropy/mean``."""
     run = run.sort_values("step")
+    ent = _col(run, "entropy/mean")
+    run, diffs = run[ent.notna()], ent[ent.notna()].diff()
+    # the first step with an entropy has no predecessor (its logged delta is 0 by convention): skipped
     delta = _col(run, "entropy/delta")
-    if delta.notna().any():
-        vals = delta.to_numpy(dtype=float)
-    else:
-        vals = _col(run, "entropy/mean").diff().to_numpy(dtype=float)
+    vals = (delta if delta.notna().any() else diffs).to_numpy(dtype=float)[1:]
     vals = np.abs(vals)
     return vals[np.isfinite(vals)]
 

@@ -94,11 +94,23 @@ def test_entropy_halving_step_is_the_first_step_at_half_the_start(tmp_path):
     assert steps_to_half([1, 2, 3], [1.0, 0.9, 0.8]) != steps_to_half([1, 2, 3], [1.0, 0.9, 0.8])  # NaN
 
 
+def test_delta_falls_back_to_differences_of_entropy_when_not_logged(tmp_path):
+    h = halving_at_7()
+    run = write_run(tmp_path, "grpo", "standard", 0, h)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [{k: v for k, v in r.items() if k != "entropy/delta"} for r in rows]
+    eval_row = {"step": 0, "val/pass@1": 0.1}  # an eval-only row before training, as the trainer logs
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [eval_row, *rows]))
+    row = run_stats(load_runs([tmp_path])).iloc[0]
+    assert row["dH_abs_p90"] == pytest.approx(np.percentile(np.abs(np.diff(h)), 90))
+    assert row["steps_to_half"] == 7
+
+
 def test_entropy_area_final_entropy_and_delta_quantiles_match_numpy(tmp_path):
     h = halving_at_7()
     write_run(tmp_path, "grpo", "standard", 0, h)
     row = run_stats(load_runs([tmp_path])).iloc[0]
-    d = np.abs(np.diff([h[0], *h]))  # entropy/delta is 0 at step 1, then h[t] - h[t-1]
+    d = np.abs(np.diff(h))  # step 1 has no predecessor; then h[t] - h[t-1]
     assert row["entropy_area"] == pytest.approx(np.mean(h))
     assert row["final_entropy"] == pytest.approx(h[-1])
     assert row["dH_abs_median"] == pytest.approx(np.median(d))
