@@ -15,6 +15,7 @@ torch's global generator (Clip-Cov's random pick), both checkpointed, so a resum
 from __future__ import annotations
 
 import copy
+import fcntl
 import dataclasses
 import math
 import os
@@ -83,8 +84,11 @@ def build_policy(
         d_model=cfg.model.d_model,
         max_seq_len=cfg.model.max_seq_len,
     )
-    ws = cfg.warm_start
-    return warm_start(model_cfg, task, ws.steps, ws.lr, ws.batch_size, ws.seed, cache_dir(cfg), progress)
+    ws, cache = cfg.warm_start, cache_dir(cfg)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "warmstart.lock", "w") as lock:  # parallel grid cells warm up once, not once each
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return warm_start(model_cfg, task, ws.steps, ws.lr, ws.batch_size, ws.seed, cache, progress)
 
 
 def init_state(cfg: DictConfig, policy: nn.Module) -> TrainState:
@@ -265,7 +269,8 @@ def train(
 ) -> list[dict[str, float]]:
     """Run (or resume) the whole RL loop; returns every metrics row of the run."""
     t = cfg.trainer
-    torch.set_num_threads(t.threads or os.cpu_count() or 1)
+    if t.threads:  # 0 keeps torch's setting (a grid worker sets its share of the cores)
+        torch.set_num_threads(t.threads)
     task = build_task(cfg)
     policy = build_policy(cfg, task, on_warm_start)
     state = init_state(cfg, policy)
