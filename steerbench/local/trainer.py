@@ -15,8 +15,8 @@ torch's global generator (Clip-Cov's random pick), both checkpointed, so a resum
 from __future__ import annotations
 
 import copy
-import fcntl
 import dataclasses
+import fcntl
 import math
 import os
 import time
