@@ -170,18 +170,38 @@ def jvp_entropy_change(
     if mode not in ("auto", "forward", "double_backward"):
         raise UsageError(f"jvp mode={mode!r} is unknown; choose auto, forward or double_backward")
     outs = []
-    for s in range(0, tokens.shape[0], rows):
-        tok = tokens[s : s + rows]
-        if mode == "double_backward":
-            outs.append(double_backward(tok))
-            continue
-        try:
-            outs.append(forward_mode(tok).detach())
-        except (RuntimeError, NotImplementedError):
-            if mode == "forward":
-                raise
-            outs.append(double_backward(tok))
+    with _math_attention():
+        for s in range(0, tokens.shape[0], rows):
+            outs.append(_one_chunk(tokens[s : s + rows], mode, forward_mode, double_backward))
     return torch.cat(outs, 0)
+
+
+def _math_attention() -> Any:
+    """Fused CPU/GPU attention kernels lack forward-mode and double-backward rules; the math one has both."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+    except ImportError:  # torch < 2.3
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def _one_chunk(
+    tok: torch.Tensor,
+    mode: str,
+    forward_mode: Callable[[torch.Tensor], torch.Tensor],
+    double_backward: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    if mode == "double_backward":
+        return double_backward(tok)
+    try:
+        return forward_mode(tok).detach()
+    except (RuntimeError, NotImplementedError):
+        if mode == "forward":
+            raise
+        return double_backward(tok)
 
 
 def default_loss_fn(method: str, **knobs: Any) -> LossFn:
