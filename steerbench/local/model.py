@@ -88,13 +88,15 @@ class Attention(nn.Module):
             cache_k[:, :, start_pos:end] = k
             cache_v[:, :, start_pos:end] = v
             k, v = cache_k[:, :, :end], cache_v[:, :, :end]
-        # query i sits at absolute position start_pos + i and may see keys at positions ≤ start_pos + i
-        mask = None
-        if L > 1:
+        # query i sits at absolute position start_pos + i and may see keys at positions ≤ start_pos + i:
+        # a plain causal mask from position 0, none for a single query, an explicit one otherwise
+        if start_pos == 0 or L == 1:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=L > 1)
+        else:
             mask = (
                 torch.arange(end, device=x.device) <= torch.arange(start_pos, end, device=x.device)[:, None]
             )
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.dropout(self.proj(y.transpose(1, 2).reshape(B, L, D)))
 
 

@@ -1,0 +1,82 @@
+"""Warm start: disk cache hits, bit-determinism, and a policy left with partial accuracy and real entropy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from steerbench.errors import UsageError
+from steerbench.local.model import ModelConfig
+from steerbench.local.tasks import TOKENIZER, AddTask, get_task
+from steerbench.local.warmstart import cache_key, sft_batch, warm_start
+
+TINY = ModelConfig(vocab_size=TOKENIZER.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=16)
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return model.state_dict()
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(weights(a).values(), weights(b).values(), strict=True))
+
+
+def test_second_call_is_a_cache_hit_with_identical_weights(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    first = warm_start(
+        TINY, AddTask(digits=2), 6, 1e-3, 8, 0, tmp_path, progress=lambda d, t: calls.append((d, t))
+    )
+    assert calls == [(i, 6) for i in range(1, 7)]
+    second = warm_start(
+        TINY, AddTask(digits=2), 6, 1e-3, 8, 0, tmp_path, progress=lambda d, t: calls.append((d, t))
+    )
+    assert len(calls) == 6  # no training on a hit
+    assert same_weights(first, second)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".pt"]  # the temp file was renamed into place
+
+
+def test_same_arguments_give_bit_identical_weights_and_leave_global_rng_alone(tmp_path: Path) -> None:
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = warm_start(TINY, AddTask(digits=2), 4, 1e-3, 8, 7, tmp_path / "a")
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = warm_start(TINY, AddTask(digits=2), 4, 1e-3, 8, 7, tmp_path / "b")
+    c = warm_start(TINY, AddTask(digits=2), 4, 1e-3, 8, 8, tmp_path / "c")
+    assert same_weights(a, b) and not same_weights(a, c)
+
+
+def test_cache_key_covers_every_input() -> None:
+    base = (TINY, AddTask(digits=2), 10, 1e-3, 8, 0)
+    keys = {
+        cache_key(*base),
+        cache_key(ModelConfig(**{**TINY.__dict__, "d_model": 64}), *base[1:]),
+        cache_key(TINY, AddTask(digits=2, p_correct=0.6), *base[2:]),
+        cache_key(TINY, get_task("countdown", n_numbers=2), *base[2:]),
+        cache_key(*base[:2], 11, *base[3:]),
+        cache_key(*base[:3], 2e-3, *base[4:]),
+        cache_key(*base[:4], 16, base[5]),
+        cache_key(*base[:5], 1),
+    }
+    assert len(keys) == 8
+
+
+def test_sft_batch_masks_exactly_the_response_targets() -> None:
+    task = AddTask(digits=2, p_correct=1.0)
+    tokens, mask = sft_batch(task, 16, torch.Generator().manual_seed(0))
+    P = task.prompt_len
+    assert tokens.shape == (16, P + task.max_response_len) and mask.shape == (16, tokens.shape[1] - 1)
+    for row, m in zip(tokens.tolist(), mask.tolist(), strict=True):
+        targets = [t for t, keep in zip(row[1:], m, strict=True) if keep]
+        assert targets[-1] == TOKENIZER.eos_id and TOKENIZER.decode(row[P:]) == TOKENIZER.decode(targets)
+        assert all(keep == 0 for keep in m[: P - 1])
+
+
+def test_model_that_cannot_hold_the_task_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="max_seq_len"):
+        warm_start(
+            ModelConfig(vocab_size=TOKENIZER.vocab_size, max_seq_len=8), AddTask(), 1, 1e-3, 2, 0, tmp_path
+        )
+    with pytest.raises(UsageError, match="vocab_size"):
+        warm_start(ModelConfig(vocab_size=5), AddTask(), 1, 1e-3, 2, 0, tmp_path)
