@@ -1,0 +1,127 @@
+"""`steerbench validate-omega` end to end on a tiny run directory, plus its usage errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from steerbench.cli import main
+from steerbench.config import compose
+from steerbench.local.model import ModelConfig, TinyPolicy
+from steerbench.local.tasks import TOKENIZER
+
+
+def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(sys, "argv", ["steerbench", "validate-omega", *argv])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = compose(["model.n_layer=1", "model.d_model=32", "model.n_head=2", "method=steer"])
+    path = tmp_path_factory.mktemp("run")
+    (path / "config.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(cfg, resolve=True)))
+    torch.manual_seed(0)
+    m = cfg.model
+    model = TinyPolicy(ModelConfig(TOKENIZER.vocab_size, m.n_layer, m.n_head, m.d_model, m.max_seq_len))
+    (path / "checkpoints").mkdir()
+    torch.save({"step": 10, "model": model.state_dict()}, path / "checkpoints" / "latest.pt")
+    return path
+
+
+COMMON = ["--batches", "3", "--prompts", "3", "--group-size", "4", "--n-boot", "10", "--rewards", "random"]
+
+
+def test_json_report_has_the_stable_schema(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_cli(["--run", str(run_dir), *COMMON, "--lrs", "1e-3,1e-2", "--json"], monkeypatch)
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"estimators", "setup", "lr_sweep"}
+    assert set(report["estimators"]) == {"steer_release", "steer_paper", "softmax_full", "cov", "jvp"}
+    for est in report["estimators"].values():
+        assert set(est) >= {
+            "pearson",
+            "spearman",
+            "sign_agreement",
+            "slope",
+            "r2",
+            "ci",
+            "by_quadrant",
+            "levels",
+        }
+        assert set(est["levels"]) == {"token", "sequence", "batch"}
+        assert est["levels"]["batch"]["n"] == 3
+    assert report["setup"]["method"] == "steer"  # taken from the run's config
+    assert report["setup"]["source"] == "run"
+    assert set(report["lr_sweep"]) == {"0.001", "0.01"}
+    assert report["estimators"]["jvp"]["pearson"] > 0.9
+
+
+def test_out_writes_tokens_summary_and_figures(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "omega"
+    argv = ["--run", str(run_dir), *COMMON, "--method", "grpo", "--optimizer", "adam", "--lr", "1e-4"]
+    assert (
+        run_cli(
+            [*argv, "--estimators", "steer_paper,jvp", "--lrs", "1e-5,1e-4", "--out", str(out)], monkeypatch
+        )
+        == 0
+    )
+    tokens = pd.read_parquet(out / "tokens.parquet")
+    assert {"measured", "pred_steer_paper", "pred_jvp", "advantage", "prob", "entropy", "quadrant"} <= set(
+        tokens
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["setup"]["optimizer"] == "adam" and summary["setup"]["tokens"] == len(tokens)
+    for name in ("hexbin_steer_paper", "hexbin_jvp", "calibration", "quadrants", "error_vs_lr"):
+        assert (out / f"{name}.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--estimators", "steer_release,magic"], "unknown estimator"),
+        (["--lr", "0"], "lr=0.0 is out of range"),
+        (["--lr", "-1e-3"], "must be > 0"),
+        (["--optimizer", "lion"], "optimizer"),
+        (["--method", "nope"], "unknown method"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_clear_message(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(argv, monkeypatch) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_run_without_checkpoint_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["--run", str(tmp_path)], monkeypatch) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_model_that_is_not_a_causal_lm_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    transformers.ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1).save_pretrained(
+        tmp_path
+    )
+    assert run_cli(["--model", str(tmp_path)], monkeypatch) == 2
+    assert "not a causal LM" in " ".join(capsys.readouterr().err.split())
+    assert run_cli(["--model", str(tmp_path / "missing")], monkeypatch) == 2
