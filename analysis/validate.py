@@ -143,6 +143,8 @@ def validate(
         "n_boot": n_boot,
         "seed": seed,
         "measured_abs_mean": float(frame["measured"].abs().mean()),
+        # rounding resolution of a measured ΔH: machine epsilon × mean H; want measured_abs_mean ≫ it
+        "resolution": float(torch.finfo(dtype).eps * frame["entropy"].abs().mean()),
         **(setup or {}),
     }
     return frame, json_safe(report)

@@ -289,6 +289,13 @@ def validate_omega_command(
                 "mean_reward": float(torch.cat([b.rewards for b in rollouts]).mean()),
             },
         )
+    s = report["setup"]
+    if s["measured_abs_mean"] < 100 * s["resolution"]:
+        console.print(
+            f"[yellow]warning:[/] mean |ΔH| = {s['measured_abs_mean']:.2e} is within 100× of the {s['dtype']} "
+            f"rounding resolution ({s['resolution']:.2e}); rounding noise degrades every statistic. "
+            "Raise --lr or pass --dtype float64."
+        )
     written = write_outputs(out, frame, report) if out is not None else []
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
