@@ -153,3 +153,13 @@ def test_unknown_task_or_knob_is_a_usage_error_naming_the_choices() -> None:
         get_task("add", width=3)
     with pytest.raises(UsageError, match="p_correct"):
         get_task("add", p_correct=1.5)
+
+
+def test_reversed_add_writes_the_sum_least_significant_digit_first() -> None:
+    task = AddTask(digits=3, reverse=True, p_correct=0.0)
+    g = gen(5)
+    for p in task.sample_problems(100, g):
+        a, b = p.prompt[:-1].split("+")
+        assert p.answer == str(int(a) + int(b))[::-1]
+        wrong = task.sft_example(p, g)
+        assert wrong != p.answer and task.verify(p, wrong) == 0.0 and int(wrong[::-1]) >= 0
