@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from steerbench.errors import UsageError
 from steerbench.local.model import ModelConfig
 from steerbench.local.sampler import sample
-from steerbench.local.tasks import TOKENIZER, AddTask, get_task, prompt_tensor, score
+from steerbench.local.tasks import TOKENIZER, AddTask, Task, get_task, prompt_tensor, score
 from steerbench.local.warmstart import cache_key, sft_batch, warm_start
 
 TINY = ModelConfig(vocab_size=TOKENIZER.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=16)
@@ -49,16 +50,19 @@ def test_same_arguments_give_bit_identical_weights_and_leave_global_rng_alone(tm
 
 
 def test_cache_key_covers_every_input() -> None:
-    base = (TINY, AddTask(digits=2), 10, 1e-3, 8, 0)
+    def key(cfg: ModelConfig = TINY, task: Task = AddTask(digits=2), steps: int = 10, lr: float = 1e-3,
+            batch_size: int = 8, seed: int = 0) -> str:  # fmt: skip
+        return cache_key(cfg, task, steps, lr, batch_size, seed)
+
     keys = {
-        cache_key(*base),
-        cache_key(ModelConfig(**{**TINY.__dict__, "d_model": 64}), *base[1:]),
-        cache_key(TINY, AddTask(digits=2, p_correct=0.6), *base[2:]),
-        cache_key(TINY, get_task("countdown", n_numbers=2), *base[2:]),
-        cache_key(*base[:2], 11, *base[3:]),
-        cache_key(*base[:3], 2e-3, *base[4:]),
-        cache_key(*base[:4], 16, base[5]),
-        cache_key(*base[:5], 1),
+        key(),
+        key(cfg=dataclasses.replace(TINY, d_model=64)),
+        key(task=AddTask(digits=2, p_correct=0.6)),
+        key(task=get_task("countdown", n_numbers=2)),
+        key(steps=11),
+        key(lr=2e-3),
+        key(batch_size=16),
+        key(seed=1),
     }
     assert len(keys) == 8
 

@@ -120,6 +120,9 @@ class Block(nn.Module):
 class TinyPolicy(nn.Module):
     """Decoder-only LM: `forward(tokens (B, L), kv_cache=None, start_pos=0) -> logits (B, L, V)` float32."""
 
+    rope_cos: torch.Tensor
+    rope_sin: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -131,9 +134,9 @@ class TinyPolicy(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
         # GPT-2 scaling: residual projections shrink with depth so the stream's variance stays O(1)
-        for block in self.blocks:
-            for proj in (block.attn.proj, block.mlp[2]):
-                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        for name, param in self.named_parameters():
+            if name.endswith(("attn.proj.weight", "mlp.2.weight")):
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -13,11 +13,20 @@ Works with any model exposing `forward(tokens, kv_cache, start_pos) -> logits` a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
 
 from steerbench.errors import UsageError
+
+
+class Policy(Protocol):
+    """What the sampler needs from a model (an nn.Module): `TinyPolicy` and `HFPolicy` both fit."""
+
+    def __call__(self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor: ...
+
+    def new_kv_cache(self, batch_size: int) -> Any: ...
 
 
 @dataclass
@@ -69,7 +78,7 @@ def sample(
     """
     _check_temperature(temperature)
     B, P = prompts.shape
-    cache = model.new_kv_cache(B)
+    cache = cast(Policy, model).new_kv_cache(B)
     logits = model(prompts, kv_cache=cache, start_pos=0)[:, -1]
     done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
     out_tokens, log_probs, entropies, masks = [], [], [], []

@@ -266,7 +266,7 @@ class CountdownTask:
         return 2 * self.n_numbers + (self.n_numbers - 1) + 2 * (self.n_numbers - 2) + 1
 
     def sample_problems(self, n: int, generator: torch.Generator) -> list[Problem]:
-        rng, out = _rng(generator), []
+        rng, out = _rng(generator), list[Problem]()
         while len(out) < n:
             nums = tuple(rng.randint(1, self.max_number) for _ in range(self.n_numbers))
             reachable = sorted(v for v in _expressions(nums) if 0 <= v <= 999)
