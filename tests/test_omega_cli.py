@@ -125,3 +125,28 @@ def test_model_that_is_not_a_causal_lm_exits_2(
     assert run_cli(["--model", str(tmp_path)], monkeypatch) == 2
     assert "not a causal LM" in " ".join(capsys.readouterr().err.split())
     assert run_cli(["--model", str(tmp_path / "missing")], monkeypatch) == 2
+
+
+def test_hf_causal_lm_runs_tokenizer_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
+    argv = [
+        "--model",
+        str(tmp_path),
+        "--batches",
+        "1",
+        "--prompts",
+        "2",
+        "--group-size",
+        "2",
+        "--n-boot",
+        "5",
+    ]
+    assert run_cli([*argv, "--estimators", "jvp,softmax_full", "--lr", "0.1", "--json"], monkeypatch) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["setup"]["source"] == "hf" and report["setup"]["tokens"] > 0
+    assert report["estimators"]["jvp"]["pearson"] > 0.9
