@@ -6,6 +6,7 @@ returned as is, a partial one resumes from its checkpoint, a directory holding a
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,9 @@ def execute(
         return json.loads(store.summary_path.read_text())
     started = time.time()
     store.write_meta("running", started=started, attempts=int(meta.get("attempts", 0)) + 1)
+    wandb_run = start_wandb(cfg, run_dir, container) if cfg.trainer.wandb else None
+    if wandb_run is not None:
+        on_step = _also_log_to(wandb_run, on_step)
     try:
         from steerbench.local.trainer import train
 
@@ -86,7 +90,41 @@ def execute(
     except Exception as exc:
         store.write_meta("failed", error=f"{type(exc).__name__}: {exc}")
         raise RunFailed(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish()
     summary = summarise(cfg, rows, time.time() - started)
     atomic_write_json(store.summary_path, summary)
     store.write_meta("done", finished=time.time())
     return summary
+
+
+def start_wandb(cfg: DictConfig, run_dir: Path, config: dict[str, Any]) -> Any:
+    """A wandb run in ``run_dir/wandb``; offline unless WANDB_MODE says otherwise; resumes by run id."""
+    try:
+        import wandb
+    except ImportError:
+        raise UsageError("--wandb needs the wandb package: pip install 'steerbench[wandb]'") from None
+    import hashlib
+
+    run_id = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+    return wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "steerbench"),
+        name=run_dir_name(cfg),
+        id=run_id,
+        resume="allow",
+        dir=str(run_dir),
+        config=config,
+        mode=os.environ.get("WANDB_MODE", "offline"),  # type: ignore[arg-type]
+    )
+
+
+def _also_log_to(
+    wandb_run: Any, on_step: Callable[[dict[str, Any]], None] | None
+) -> Callable[[dict[str, Any]], None]:
+    def log(row: dict[str, Any]) -> None:
+        wandb_run.log({k: v for k, v in row.items() if k != "step" and v is not None}, step=int(row["step"]))
+        if on_step:
+            on_step(row)
+
+    return log

@@ -174,3 +174,17 @@ def test_entropy_bonus_run_passes_the_gradient_carrying_entropy(tmp_path):
     summary = execute(compose([*TINY, "method=entropy_bonus", "method.alpha=0.01"]), tmp_path / "run")
     assert summary["final"]["entropy/mean"] is not None
     assert torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)["step"] == 4
+
+
+def test_wandb_logs_every_step_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    execute(compose([*TINY, "trainer.wandb=true"]), tmp_path / "run")
+    (log,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
+    data = log.read_bytes()
+    rows = metrics_without_timing(tmp_path / "run")
+    for key in {k for r in rows for k in r if k != "step"}:
+        assert key.encode() in data, key
+    assert b"steer/weight_mean" not in data  # only what the run logged
+    # wandb writes each logged key once per history row (plus once per summary update): same ratio
+    n_val, n_entropy = (sum(key in r for r in rows) for key in ("val/pass@1", "entropy/mean"))
+    assert data.count(b"val/pass@1") * n_entropy == data.count(b"entropy/mean") * n_val
