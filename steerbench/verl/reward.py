@@ -11,6 +11,10 @@ Scores: ``+1.0`` correct, ``-1.0`` wrong, as the STEER release (and verl's ``mat
 field, so the launcher selects :func:`compute_score_with_acc`, which returns ``{"score", "acc"}``; acc is
 0/1 whatever the score scale.
 
+``steerbench/<task>`` rows (``steerbench data prepare``): the boxed answer is checked by the embedded
+task's own verifier, the problem rebuilt from ``extra_info.raw_problem`` (countdown has many correct
+expressions, so comparing with the one reference answer would be wrong).
+
 ``random_reward_sources`` (the ``random_reward`` scenario): for rows whose ``data_source`` is listed
 (the training set's), the score is a deterministic coin flip of (seed, prompt index, response); other
 data sources (validation) keep their true score.
@@ -104,6 +108,12 @@ def _score(data_source, solution_str, ground_truth, extra_info, incorrect_score,
     if random_reward_sources and data_source in set(random_reward_sources):
         index = (extra_info or {}).get("index") if isinstance(extra_info, dict) else None
         correct = _coin(int(seed), data_source, index, solution_str)
+    elif str(data_source).startswith("steerbench/"):  # `steerbench data prepare` rows: the task's verifier
+        from steerbench.verl.prepare import problem_from_row
+
+        pred = extract_answer(solution_str or "")
+        task, problem = problem_from_row(data_source, ground_truth, extra_info)
+        correct = pred is not None and task.verify(problem, pred) == 1.0
     else:
         pred = extract_answer(solution_str or "")
         correct = pred is not None and is_equivalent(pred, str(ground_truth))
