@@ -188,3 +188,14 @@ def test_wandb_logs_every_step_offline(tmp_path, monkeypatch):
     # wandb writes each logged key once per history row (plus once per summary update): same ratio
     n_val, n_entropy = (sum(key in r for r in rows) for key in ("val/pass@1", "entropy/mean"))
     assert data.count(b"val/pass@1") * n_entropy == data.count(b"entropy/mean") * n_val
+
+
+def test_omega_every_logs_validation_without_changing_the_trajectory(tmp_path):
+    coins = [*TINY, "scenario=random_reward"]  # the tiny warm start solves nothing: coin flips give a signal
+    execute(compose(coins), tmp_path / "plain")
+    execute(compose([*coins, "trainer.omega_every=2"]), tmp_path / "omega")
+    plain, omega = metrics_without_timing(tmp_path / "plain"), metrics_without_timing(tmp_path / "omega")
+    stripped = [{k: v for k, v in r.items() if not k.startswith("omega/")} for r in omega]
+    assert stripped == plain
+    assert "omega/jvp/pearson" in omega[2] and "omega/jvp/pearson" not in omega[1]
+    assert omega[2]["omega/jvp/pearson"] > 0.9  # the exact first-order change tracks one small SGD step

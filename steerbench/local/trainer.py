@@ -229,6 +229,35 @@ def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[
     }
 
 
+def omega_metrics(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[str, float]:
+    """How well each Ω estimator predicts one real SGD step's entropy change, on a fresh batch."""
+    from steerbench.analysis.in_training import omega_step_metrics
+
+    t = cfg.trainer
+    problems = task.sample_problems(t.prompts_per_step, torch.Generator().manual_seed(EVAL_SEED + step))
+
+    def reward(prompts: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if cfg.scenario.random_reward:  # the same reward as the run's
+            return torch.bernoulli(
+                torch.full((len(responses),), 0.5), generator=torch.Generator().manual_seed(step)
+            )
+        return score(task, [p for p in problems for _ in range(t.samples_per_prompt)], responses)
+
+    return omega_step_metrics(
+        policy,
+        prompt_tensor(problems),
+        reward,
+        cfg.method.name,
+        method_knobs(cfg),
+        group_size=t.samples_per_prompt,
+        max_new_tokens=task.max_response_len,
+        temperature=t.temperature,
+        eos_id=TOKENIZER.eos_id,
+        seed=EVAL_SEED + 31 * step + t.seed,
+        lr=t.omega_lr,
+    )
+
+
 def save_checkpoint(store: RunStore, state: TrainState) -> None:
     atomic_torch_save(
         store.checkpoint_path,
@@ -286,6 +315,8 @@ def train(
         row = rl_step(cfg, task, state)
         if state.step % t.eval_every == 0 or state.step == t.steps:
             row.update(evaluate(cfg, task, state.policy, state.step))
+        if t.omega_every and state.step % t.omega_every == 0:
+            row.update(omega_metrics(cfg, task, state.policy, state.step))
         row = {"step": state.step, **{k: _finite(v) for k, v in row.items()}}
         store.append_metrics(row)
         if state.step % t.checkpoint_every == 0 or state.step == t.steps:
