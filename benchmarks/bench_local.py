@@ -1,18 +1,28 @@
-"""Sampling throughput: our KV-cache sampler on TinyPolicy vs Hugging Face `generate` on a same-size Llama.
+"""Embedded-backend speed in one run: sampling tokens/s (ours vs Hugging Face `generate`), and the GRPO
+trainer's training tokens/s and time per RL step.
 
     python benchmarks/bench_local.py [--batch 64] [--prompt-len 8] [--new-tokens 32] [--repeats 5] [--threads 1]
+                                     [--rl-steps 6] [--override trainer.prompts_per_step=16 ...]
 
+Sampling:
 Both models are randomly initialised with the embedded default's shape (2 layers, 4 heads, d_model 128,
 MLP width 512, char vocabulary) and sample at temperature 1 with no early stop (no EOS), so both
 produce exactly batch × new_tokens tokens. Prints the best-of-`repeats` tokens/s of each and the ratio
 ours / HF (> 1: ours is faster). The two are timed alternately, so a busy machine slows both alike;
 `--threads 1` (default) avoids intra-op thread stalls when other processes share the cores.
+
+RL steps: the real trainer (`steerbench.local.trainer`) on the composed default config (plus any
+`--override`): warm-started policy (cached in $STEERBENCH_CACHE or ~/.cache/steerbench; the first run
+trains it, which is timed separately), one untimed warm-up `rl_step`, then `--rl-steps` timed steps.
+Training tokens/s is the trainer's own `throughput/tokens_per_s`: response tokens × (1 + ppo_epochs)
+(one rollout pass plus the teacher-forced training passes) per second of step time.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -41,8 +51,18 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rl-steps", type=int, default=6, help="timed RL steps (after one warm-up step)")
+    parser.add_argument(
+        "--override", action="append", default=[], help="config override for the RL steps, repeatable"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"host: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
+    bench_sampling(args)
+    bench_rl_steps(args)
+
+
+def bench_sampling(args: argparse.Namespace) -> None:
 
     import transformers
 
@@ -89,13 +109,48 @@ def main() -> None:
 
     tps = best_tokens_per_s({"ours": run_ours, "hf": run_hf}, tokens, args.repeats)
     ours_tps, hf_tps = tps["ours"], tps["hf"]
-    print(f"host: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     print(
-        f"batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}, best of {args.repeats}"
+        f"sampling: batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}, best of {args.repeats}"
     )
     print(f"steerbench KV-cache sampler : {ours_tps:10.0f} tokens/s")
     print(f"transformers generate (Llama): {hf_tps:10.0f} tokens/s")
     print(f"ratio ours / HF              : {ours_tps / hf_tps:10.2f}")
+
+
+def bench_rl_steps(args: argparse.Namespace) -> None:
+    """Time per RL step and training tokens/s of the embedded GRPO trainer (real `rl_step` calls)."""
+    from steerbench.config import compose
+    from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
+
+    cfg = compose([f"trainer.threads={args.threads}", *args.override])
+    task = build_task(cfg)
+    start = time.perf_counter()
+    policy = build_policy(cfg, task)
+    warm_s = time.perf_counter() - start
+    state = init_state(cfg, policy)
+    rl_step(cfg, task, state)  # warm-up: first-call allocations, lazy imports
+    rows = [rl_step(cfg, task, state) for _ in range(args.rl_steps)]
+    step_s = [r["time/step_s"] for r in rows]
+    train_tps = [r["throughput/tokens_per_s"] for r in rows]
+    t = cfg.trainer
+    task_params = ", ".join(f"{k}={v}" for k, v in cfg.task.items() if k != "name")
+    print(
+        f"RL steps: method {cfg.method.name}, task {task.name} ({task_params}), "
+        f"{t.prompts_per_step} prompts × {t.samples_per_prompt} samples, "
+        f"ppo_epochs {t.ppo_epochs} × {t.minibatches} minibatches, {args.rl_steps} timed steps after 1 warm-up"
+    )
+    print(f"warm start (build_policy)    : {warm_s:10.2f} s (cached after the first run)")
+    print(
+        f"time per RL step             : {statistics.median(step_s):10.3f} s median "
+        f"(min {min(step_s):.3f}, max {max(step_s):.3f})"
+    )
+    print(
+        f"training tokens/s            : {statistics.median(train_tps):10.0f} tokens/s median "
+        f"(response tokens × (1 + ppo_epochs) / step time)"
+    )
+    print(
+        f"response length              : {statistics.mean(r['len/response_mean'] for r in rows):10.2f} tokens mean"
+    )
 
 
 if __name__ == "__main__":
