@@ -16,6 +16,7 @@ Hugging Face model returns, is accepted too). The caller's model is never modifi
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -324,7 +325,7 @@ def measure_entropy_change(
         inputs.jvp = jvp_entropy_change(policy, tokens, P, delta, temperature, dtype, jvp_mode, row_chunk)
     predicted = {name: ESTIMATORS[name](inputs).detach().to(torch.float64) for name in estimators}
     metrics = dict(getattr(fn, "metrics", {}) or {})
-    step_norm = float(torch.sqrt(sum((d.to(torch.float64) ** 2).sum() for d in delta.values())))
+    step_norm = math.sqrt(sum(float((d.to(torch.float64) ** 2).sum()) for d in delta.values()))
     return StepResult(
         measured=measured.detach().to(torch.float64),
         predicted=predicted,

@@ -53,10 +53,15 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     return cfg
 
 
+def to_dict(node: Any) -> dict[str, Any]:
+    """A config node as a plain, resolved dict."""
+    container = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(container, dict)
+    return {str(k): v for k, v in container.items()}
+
+
 def method_knobs(cfg: DictConfig) -> dict[str, Any]:
-    knobs = OmegaConf.to_container(cfg.method, resolve=True)
-    assert isinstance(knobs, dict)
-    return {k: v for k, v in knobs.items() if k not in METHOD_KEYS}
+    return {k: v for k, v in to_dict(cfg.method).items() if k not in METHOD_KEYS}
 
 
 def validate(cfg: DictConfig) -> None:

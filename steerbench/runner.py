@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from steerbench.config import to_dict
 from steerbench.errors import RunFailed, UsageError
 from steerbench.methods import MethodError
 from steerbench.runstore import RunStore, atomic_write_json
@@ -61,8 +62,7 @@ def execute(
             f"execute() runs the local backend; backend={cfg.backend!r} is launched by steerbench.verl"
         )
     store = RunStore(run_dir)
-    container = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(container, dict)
+    container = to_dict(cfg)
     store.prepare(container, list(overrides))
     meta = store.read_meta()
     if meta.get("status") == "done" and store.summary_path.exists():

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import omegaconf
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -98,6 +99,7 @@ def _run_policy(run_dir: Path) -> tuple[Any, Any, Any]:
         model.load_state_dict(state)
     except Exception as err:  # noqa: BLE001  unpickling or shape errors: the checkpoint does not fit
         raise UsageError(f"cannot load {str(weights)!r} into the run's model: {err}") from None
+    assert isinstance(cfg, omegaconf.DictConfig)
     return model.eval(), build_task(cfg), cfg
 
 
@@ -184,7 +186,7 @@ def validate_omega_command(
         from steerbench.local.hf import load_hf_policy
 
         policy = load_hf_policy(model).eval()
-        vocab = int(policy.lm.config.vocab_size)
+        vocab = int(policy.vocab_size)
         eos = getattr(policy.lm.config, "eos_token_id", None)
         eos = eos[0] if isinstance(eos, list) else eos
         prompt_len, max_new = 8, 16

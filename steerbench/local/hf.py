@@ -18,9 +18,10 @@ class HFPolicy(nn.Module):
     length and accepted only so the sampler can call both model kinds the same way.
     """
 
-    def __init__(self, lm: nn.Module) -> None:
+    def __init__(self, lm: Any) -> None:
         super().__init__()
         self.lm = lm
+        self.vocab_size = int(lm.config.vocab_size)
 
     def new_kv_cache(self, batch_size: int) -> Any:
         from transformers import DynamicCache

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-from steerbench.config import method_knobs
+from steerbench.config import method_knobs, to_dict
 from steerbench.errors import RunFailed, UsageError
 from steerbench.local.model import ModelConfig
 from steerbench.local.sampler import response_logprobs, sample
@@ -53,8 +53,7 @@ class TrainState:
 
 
 def build_task(cfg: DictConfig) -> Task:
-    params = OmegaConf.to_container(cfg.task, resolve=True)
-    assert isinstance(params, dict)
+    params = to_dict(cfg.task)
     name = params.pop("name")
     return get_task(name, **params)
 
@@ -71,7 +70,7 @@ def build_policy(
         from steerbench.local.hf import load_hf_policy
 
         policy = load_hf_policy(cfg.model.hf_path)
-        if policy.vocab_size < TOKENIZER.vocab_size:
+        if int(policy.vocab_size) < TOKENIZER.vocab_size:
             raise UsageError(
                 f"model {cfg.model.hf_path} has a vocabulary of {policy.vocab_size} ids; the embedded tasks "
                 f"need at least {TOKENIZER.vocab_size}"
@@ -293,9 +292,9 @@ def load_checkpoint(store: RunStore, state: TrainState) -> None:
 def train(
     cfg: DictConfig,
     store: RunStore,
-    on_step: Callable[[dict[str, float]], None] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
     on_warm_start: Callable[[int, int], None] | None = None,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Run (or resume) the whole RL loop; returns every metrics row of the run."""
     t = cfg.trainer
     if t.threads:  # 0 keeps torch's setting (a grid worker sets its share of the cores)
@@ -317,12 +316,12 @@ def train(
             row.update(evaluate(cfg, task, state.policy, state.step))
         if t.omega_every and state.step % t.omega_every == 0:
             row.update(omega_metrics(cfg, task, state.policy, state.step))
-        row = {"step": state.step, **{k: _finite(v) for k, v in row.items()}}
-        store.append_metrics(row)
+        logged = {"step": state.step, **{k: _finite(v) for k, v in row.items()}}
+        store.append_metrics(logged)
         if state.step % t.checkpoint_every == 0 or state.step == t.steps:
             save_checkpoint(store, state)
         if on_step:
-            on_step(row)
+            on_step(logged)
     return store.read_metrics()
 
 

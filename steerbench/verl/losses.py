@@ -305,7 +305,7 @@ def make_adv_estimator(method: str):
 
 POLICY_LOSSES: dict[str, Any] = {loss_name(m): make_policy_loss(m) for m in REGISTRY}
 ADV_ESTIMATORS: dict[str, Any] = {
-    name: make_adv_estimator(m) for m in REGISTRY if (name := estimator_name(m)) != "grpo"
+    name: make_adv_estimator(m) for m in REGISTRY if (name := estimator_name(m)) not in (None, "grpo")
 }
 # grpo's own shaper as an estimator too, to check it against verl's built-in grpo
 ADV_ESTIMATORS[loss_name("grpo")] = make_adv_estimator("grpo")
