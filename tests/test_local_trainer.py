@@ -199,3 +199,24 @@ def test_omega_every_logs_validation_without_changing_the_trajectory(tmp_path):
     assert stripped == plain
     assert "omega/jvp/pearson" in omega[2] and "omega/jvp/pearson" not in omega[1]
     assert omega[2]["omega/jvp/pearson"] > 0.9  # the exact first-order change tracks one small SGD step
+
+
+def test_a_hugging_face_causal_lm_trains_in_place_of_the_tiny_model(tmp_path):
+    transformers = pytest.importorskip("transformers", reason="the hf extra is not installed")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=24,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
+    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path / "hf")
+    summary = execute(compose([*TINY, f"model.hf_path={tmp_path / 'hf'}"]), tmp_path / "run")
+    assert summary["steps"] == 4
+    state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)["model"]
+    assert any(key.startswith("lm.model.layers.0") for key in state)  # the HF weights were trained
+    result = cli("run", "--out", str(tmp_path / "bad"), "--model", str(tmp_path), *TINY)
+    assert result.returncode == 2 and "config.json" in result.stderr

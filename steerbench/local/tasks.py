@@ -43,13 +43,17 @@ class Tokenizer:
             raise UsageError(f"character {err.args[0]!r} is not in the task alphabet {self.CHARS!r}") from err
 
     def decode(self, ids: list[int]) -> str:
-        """Text up to (not including) the first EOS; PAD and BOS are skipped."""
+        """Text up to (not including) the first EOS; PAD and BOS are skipped.
+
+        Ids past the alphabet (a Hugging Face policy with a larger vocabulary) decode to U+FFFD, which
+        no verifier accepts.
+        """
         out = []
         for i in ids:
             if i == self.eos_id:
                 break
             if i >= 3:
-                out.append(self.CHARS[i - 3])
+                out.append(self.CHARS[i - 3] if i - 3 < len(self.CHARS) else "\ufffd")
         return "".join(out)
 
 
