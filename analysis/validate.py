@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from steerbench.analysis.omega import (
     quadrant_labels,
 )
 from steerbench.analysis.stats import json_safe, summarize
+from steerbench.runstore import atomic_write
 
 Progress = Callable[[str], None]
 
@@ -150,17 +149,6 @@ def validate(
     return frame, json_safe(report)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_outputs(out_dir: str | Path, frame: pd.DataFrame, report: dict[str, Any]) -> list[Path]:
     """tokens.parquet, summary.json and PNG figures under ``out_dir``; returns the paths written."""
     from steerbench.analysis.omega_plots import write_figures
@@ -169,11 +157,11 @@ def write_outputs(out_dir: str | Path, frame: pd.DataFrame, report: dict[str, An
     out.mkdir(parents=True, exist_ok=True)
     tokens = out / "tokens.parquet"
     summary = out / "summary.json"
-    _atomic_write(tokens, lambda p: frame.to_parquet(p, index=False))
+    atomic_write(tokens, lambda p: frame.to_parquet(p, index=False))
 
     def dump(p: str) -> None:
         with open(p, "w") as fh:
             json.dump(report, fh, indent=2, sort_keys=True)
 
-    _atomic_write(summary, dump)
+    atomic_write(summary, dump)
     return [tokens, summary, *write_figures(out, frame, report)]

@@ -17,7 +17,6 @@ Files are written atomically (temporary file + ``os.replace``) and are byte-iden
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 import typing
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from steerbench.errors import UsageError
+from steerbench.runstore import atomic_write
 
 DATA_SOURCE_PREFIX = "steerbench/"
 
@@ -142,14 +142,7 @@ def _write_atomic(rows: list[dict[str, Any]], path: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist(rows, schema=_schema())
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def prepare(spec: PrepareSpec) -> dict[str, Path]:
