@@ -45,6 +45,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         message = " ".join((str(exc).strip() or str(cause).strip() or type(cause).__name__).split())
+        message = message.split(" Config search path")[0]  # Hydra's internals, noise to a user
         raise UsageError(f"bad config: {message}") from None
     finally:
         GlobalHydra.instance().clear()
