@@ -23,21 +23,13 @@ LOCK = ".grid.lock"
 
 
 def _limit_threads(threads: int) -> None:
-    """Give torch ``threads`` threads and cap later ``set_num_threads`` calls (the trainer's
-    ``trainer.threads: 0`` means "all cores") at that share: the grid owns the core budget."""
+    """Give torch ``threads`` threads; the trainer keeps them (``trainer.threads: 0``)."""
     threads = max(1, int(threads))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     import torch
 
-    set_num_threads = getattr(torch.set_num_threads, "__wrapped__", torch.set_num_threads)
-    set_num_threads(threads)
-
-    def capped(n: int) -> None:
-        set_num_threads(max(1, min(int(n), threads)))
-
-    capped.__wrapped__ = set_num_threads  # type: ignore[attr-defined]
-    torch.set_num_threads = capped  # type: ignore[assignment]
+    torch.set_num_threads(threads)
 
 
 def _die_with_parent(parent: int) -> None:

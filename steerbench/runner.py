@@ -57,10 +57,6 @@ def execute(
     on_warm_start: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` in ``run_dir`` (resuming if partial) and return its summary."""
-    if cfg.backend != "local":
-        raise UsageError(
-            f"execute() runs the local backend; backend={cfg.backend!r} is launched by steerbench.verl"
-        )
     store = RunStore(run_dir)
     container = to_dict(cfg)
     store.prepare(container, list(overrides))
@@ -75,7 +71,10 @@ def execute(
     if wandb_run is not None:
         on_step = _also_log_to(wandb_run, on_step)
     try:
-        from steerbench.local.trainer import train
+        if cfg.backend == "verl":
+            from steerbench.verl.run import train_verl as train
+        else:
+            from steerbench.local.trainer import train
 
         rows = train(cfg, store, on_step=on_step, on_warm_start=on_warm_start)
     except RunFailed as exc:

@@ -108,12 +108,12 @@ def run_command(
     if wandb:
         all_overrides.append("trainer.wandb=true")
     cfg = compose(all_overrides)
-    if cfg.backend == "verl":
-        from steerbench.verl.cli_run import launch_verl
-
-        launch_verl(cfg, all_overrides, out=out, dry_run=dry_run, as_json=as_json)
-        return
     run_dir = out / run_dir_name(cfg)
+    if dry_run and cfg.backend == "verl":
+        from steerbench.verl.run import print_dry_run
+
+        print_dry_run(cfg, run_dir, as_json)
+        return
     if dry_run:
         if as_json:
             typer.echo(json.dumps({"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)}, indent=2))
