@@ -15,12 +15,11 @@ from steerbench.verl.launch import PLUGIN_HOOK, SCENARIOS, build_verl_launch  # 
 BASE = {"model_path": "/models/tiny", "train_files": "train.parquet", "val_files": "val.parquet"}
 
 
-def cfg(method, scenario="standard", **extra):
-    knobs = {"schedule": "constant"} if method == "pos_adv_reweight" else {}
+def cfg(method, scenario="standard", knobs=None, **extra):
     return {
         **BASE,
         "method": method,
-        "knobs": knobs,
+        "knobs": dict(knobs or {}),
         "scenario": scenario,
         "train_data_sources": ["math_dapo"],
         **extra,
@@ -105,9 +104,28 @@ def test_unknown_method_scenario_or_knob_is_a_usage_error(tmp_path, bad):
         build_verl_launch(c, validate=False)
 
 
-def test_stateful_schedules_are_refused_on_verl(tmp_path):
-    with pytest.raises(UsageError, match="schedule"):
-        build_verl_launch({**BASE, "method": "pos_adv_reweight", "out": str(tmp_path)}, validate=False)
+@pytest.mark.parametrize("schedule", ["constant", "stage", "epoch", "entropy_guided"])
+def test_every_pos_adv_reweight_schedule_validates_and_runs_through_the_shim(tmp_path, schedule):
+    knobs = {"schedule": schedule, "weight": 0.1}
+    launch = build_verl_launch(cfg("pos_adv_reweight", knobs=knobs, out=str(tmp_path), steps=20))
+    assert launch.command[1:3] == ["-m", "steerbench.verl.main_ppo"]  # the shimmed trainer updates λ per step
+    assert f"++actor_rollout_ref.actor.policy_loss.schedule={schedule}" in launch.overrides
+    assert "++actor_rollout_ref.actor.policy_loss.weight=0.1" in launch.overrides
+    assert launch.meta["knobs"]["schedule"] == schedule
+
+
+def test_pos_adv_reweight_defaults_to_the_entropy_guided_schedule_on_verl(tmp_path):
+    from omegaconf import OmegaConf
+
+    from steerbench.verl.launch import validate_overrides
+    from steerbench.verl.shim import KnobSchedule, scheduled_method
+
+    launch = build_verl_launch(cfg("pos_adv_reweight", out=str(tmp_path)), validate=False)
+    actor = validate_overrides(launch.overrides, method="pos_adv_reweight").actor_rollout_ref.actor
+    assert OmegaConf.select(actor, "policy_loss.schedule") == "entropy_guided"
+    assert scheduled_method(actor) == "pos_adv_reweight"
+    schedule = KnobSchedule.from_actor_config("pos_adv_reweight", actor, total_steps=10)
+    assert schedule.cfg.schedule == "entropy_guided" and schedule.cfg.weight == 0.0
 
 
 def test_ray_launcher_puts_hook_and_env_in_the_job_runtime_env(tmp_path):

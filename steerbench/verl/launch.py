@@ -9,7 +9,8 @@
 
 Entry module: ``verl.trainer.main_ppo`` for methods that verl's registries serve alone, and
 ``steerbench.verl.main_ppo`` (same config, plus the shim of :mod:`steerbench.verl.shim` and an exit-2
-pre-flight) for methods that need entropy, reference or π_old sequence log-probs.
+pre-flight) for methods that need entropy, reference or π_old sequence log-probs, or that update a knob
+between steps (``pos_adv_reweight``'s λ schedules, every schedule).
 
 Validation (``validate=True``): the overrides are composed against verl's own ``ppo_trainer.yaml`` with
 Hydra's compose API, ``verl.utils.config.validate_config`` runs, the actor section is converted to verl's
@@ -203,11 +204,6 @@ def resolved_knobs(method: str, knobs: dict[str, Any], scenario: dict[str, Any])
         spec.make_config(**merged)
     except (MethodError, TypeError) as exc:
         raise UsageError(f"bad knobs for method {method!r}: {exc}") from exc
-    if spec.schedule is not None and merged.get("schedule", "constant") != "constant":
-        raise UsageError(
-            f"method {method!r} with schedule={merged['schedule']!r} updates its knobs between steps, which the "
-            "verl backend does not do yet; pass schedule=constant (or use the local backend)"
-        )
     return merged
 
 
@@ -233,6 +229,7 @@ def next_attempt(log_dir: Path) -> int:
 
 def compose_overrides(cfg: Any, *, ray_hook_in_overrides: bool = True) -> tuple[list[str], dict[str, Any]]:
     """The full override list for verl's ``ppo_trainer`` config, and facts about it for the launcher."""
+    from steerbench.methods import REGISTRY
     from steerbench.verl.losses import (
         ACTOR_NATIVE,
         ALGORITHM_NATIVE,
@@ -335,7 +332,8 @@ def compose_overrides(cfg: Any, *, ray_hook_in_overrides: bool = True) -> tuple[
         "method": method,
         "knobs": knobs,
         "scenario": scenario["name"],
-        "needs_shim": needs.any,
+        # scheduled knobs (pos_adv_reweight's λ) are updated between steps by the shimmed trainer
+        "needs_shim": needs.any or REGISTRY[method].schedule is not None,
         "out": out,
     }
     return ordered, facts

@@ -3,7 +3,8 @@
 Same Hydra config (``verl/trainer/config/ppo_trainer.yaml``), same validation and same ``run_ppo`` as
 ``python -m verl.trainer.main_ppo``; the only difference is the TaskRunner
 (:func:`steerbench.verl.shim.task_runner_class`), which installs the entropy / ref-log-prob /
-old-log-prob shim for methods that need it (steer, entropy_bonus, kl, unlikeliness). Before anything
+old-log-prob shim for methods that need it (steer, entropy_bonus, kl, unlikeliness) and the per-step
+knob schedule (pos_adv_reweight). Before anything
 starts, a pre-flight checks that the selected loss and estimator resolve, exiting 2 otherwise.
 """
 
