@@ -78,7 +78,17 @@ def test_local_pool_runs_every_cell_and_a_rerun_trains_nothing(tmp_path):
 
 
 def test_killed_grid_resumes_only_the_missing_cells(tmp_path):
-    args = ["grid", "--methods", "grpo,steer,kl", "--seeds", "0", "--steps", "6", "--jobs", "1"]
+    args = [
+        "grid",
+        "--methods",
+        "grpo,steer,kl",
+        "--seeds",
+        "0",
+        "--steps",
+        "30",
+        "--jobs",
+        "1",
+    ]  # long enough to kill mid-cell
     args += ["--out", str(tmp_path), *TINY]
     grid_dir = tmp_path / "grid"
     first = grid_dir / "grpo__standard__add__seed0"
@@ -95,7 +105,7 @@ def test_killed_grid_resumes_only_the_missing_cells(tmp_path):
             if (second / "metrics.jsonl").exists() and len(_steps(second)) >= 3:
                 break
             assert proc.poll() is None, "the grid finished before it could be killed"
-            time.sleep(0.2)
+            time.sleep(0.02)
         else:
             pytest.fail("the second cell never started")
     finally:
@@ -115,7 +125,7 @@ def test_killed_grid_resumes_only_the_missing_cells(tmp_path):
     }
     assert _fingerprint(first) == first_before
     for name in statuses:
-        assert _steps(grid_dir / name) == list(range(0, 7)), name
+        assert _steps(grid_dir / name) == list(range(0, 31)), name
     assert _meta(second)["attempts"] == 2
 
 

@@ -64,7 +64,7 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
 
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path):
-    overrides = [*TINY, "trainer.steps=8", "method=pos_adv_reweight"]
+    overrides = [*TINY, "trainer.steps=16", "method=pos_adv_reweight"]
     reference = tmp_path / "reference"
     execute(compose(overrides), reference)
     out = tmp_path / "killed"
@@ -80,7 +80,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path):
         metrics = run_dir / "metrics.jsonl"
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     meta = json.loads((run_dir / "meta.json").read_text())
