@@ -220,3 +220,10 @@ def test_a_hugging_face_causal_lm_trains_in_place_of_the_tiny_model(tmp_path):
     assert any(key.startswith("lm.model.layers.0") for key in state)  # the HF weights were trained
     result = cli("run", "--out", str(tmp_path / "bad"), "--model", str(tmp_path), *TINY)
     assert result.returncode == 2 and "config.json" in result.stderr
+
+
+def test_unwritable_warm_start_cache_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = cli("run", "--out", str(tmp_path / "runs"), *TINY, f"warm_start.cache_dir={blocker / 'cache'}")
+    assert result.returncode == 2 and "warm-start cache" in " ".join(result.stderr.split())

@@ -84,7 +84,13 @@ def build_policy(
         max_seq_len=cfg.model.max_seq_len,
     )
     ws, cache = cfg.warm_start, cache_dir(cfg)
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the warm-start cache {cache} ({exc.strerror}); set STEERBENCH_CACHE or "
+            "warm_start.cache_dir to a writable folder"
+        ) from None
     with open(cache / "warmstart.lock", "w") as lock:  # parallel grid cells warm up once, not once each
         fcntl.flock(lock, fcntl.LOCK_EX)
         return warm_start(model_cfg, task, ws.steps, ws.lr, ws.batch_size, ws.seed, cache, progress)
