@@ -349,6 +349,26 @@ def _ci(row: pd.Series, stat: str, digits: int = 3) -> str:
     return f"{_fmt(mean, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
 
 
+def variants_vs_grpo(summary: pd.DataFrame) -> list[str]:
+    """Swept cells (a variant) of one method against plain grpo of the same task and scenario."""
+    out: list[str] = []
+    plain = summary[(summary["variant"] == "") & (summary["method"] == "grpo")]
+    baseline = {(r["task"], r["scenario"]): r for _, r in plain.iterrows()}
+    swept = summary[(summary["variant"] != "") & (summary["method"] != "grpo")]
+    for _, r in swept.iterrows():
+        g = baseline.get((r["task"], r["scenario"]))
+        if g is None or not np.isfinite(r["final_entropy_mean"]):
+            continue
+        h1 = g["final_entropy_mean"]
+        clearly = np.isfinite(r["final_entropy_ci_low"]) and r["final_entropy_ci_low"] > h1
+        out.append(
+            f"[{r['scenario']}] {r['method']} ({r['variant']}) ends at entropy {_fmt(r['final_entropy_mean'])} "
+            f"[{_fmt(r['final_entropy_ci_low'])}, {_fmt(r['final_entropy_ci_high'])}] vs grpo {_fmt(h1)}: "
+            + ("clearly higher." if clearly else "not clearly higher.")
+        )
+    return out
+
+
 def findings(summary: pd.DataFrame) -> list[str]:
     """Plain sentences, with numbers, answering the questions the comparison is for."""
     out: list[str] = []
@@ -415,6 +435,7 @@ def findings(summary: pd.DataFrame) -> list[str]:
                     f"[{where}] steer's per-step |ΔH| 90th percentile is {_fmt(s['dH_abs_p90_mean'])}"
                     f"{ref_txt}: {verdict}."
                 )
+    out += variants_vs_grpo(summary)
     # extreme vs standard clipping, per method present in both
     for (task, variant), df in summary.groupby(["task", "variant"], sort=False):
         std = {r["method"]: r for _, r in df[df["scenario"] == "standard"].iterrows()}

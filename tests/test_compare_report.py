@@ -272,3 +272,44 @@ def test_unfinished_runs_are_left_out_unless_asked_for(tmp_path):
     (tmp_path / "grpo__standard__arith__seed0" / "meta.json").write_text(json.dumps({"status": "failed"}))
     with pytest.raises(UsageError, match="none of the 2 runs has finished"):
         write_report(load_runs([tmp_path]), tmp_path / "r3")
+
+
+def test_swept_variants_are_compared_with_plain_grpo():
+    import pandas as pd
+
+    from steerbench.analysis.compare import variants_vs_grpo
+
+    rows = [
+        {
+            "task": "add",
+            "scenario": "standard",
+            "method": "grpo",
+            "variant": "",
+            "final_entropy_mean": 0.14,
+            "final_entropy_ci_low": 0.13,
+            "final_entropy_ci_high": 0.15,
+        },
+        {
+            "task": "add",
+            "scenario": "standard",
+            "method": "entropy_bonus",
+            "variant": "alpha=0.2",
+            "final_entropy_mean": 0.30,
+            "final_entropy_ci_low": 0.28,
+            "final_entropy_ci_high": 0.32,
+        },
+        {
+            "task": "add",
+            "scenario": "standard",
+            "method": "steer",
+            "variant": "lambda_min=0.5",
+            "final_entropy_mean": 0.145,
+            "final_entropy_ci_low": 0.12,
+            "final_entropy_ci_high": 0.17,
+        },
+    ]
+    lines = variants_vs_grpo(pd.DataFrame(rows))
+    assert lines == [
+        "[standard] entropy_bonus (alpha=0.2) ends at entropy 0.3 [0.28, 0.32] vs grpo 0.14: clearly higher.",
+        "[standard] steer (lambda_min=0.5) ends at entropy 0.145 [0.12, 0.17] vs grpo 0.14: not clearly higher.",
+    ]
