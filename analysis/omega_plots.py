@@ -9,6 +9,13 @@ import numpy as np
 import pandas as pd
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def _plt():  # noqa: ANN202
     import matplotlib
 
@@ -36,10 +43,7 @@ def hexbin_figure(frame: pd.DataFrame, path: Path, name: str, report: dict[str, 
         ax.legend(fontsize=7)
     ax.set_xlabel("predicted ΔH")
     ax.set_ylabel("measured ΔH")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def calibration_figure(frame: pd.DataFrame, path: Path, bins: int = 10) -> Path:
@@ -60,10 +64,7 @@ def calibration_figure(frame: pd.DataFrame, path: Path, bins: int = 10) -> Path:
     ax.set_xlabel("predicted ΔH (bin mean, z-score)")
     ax.set_ylabel("measured ΔH (bin mean)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def quadrant_figure(frame: pd.DataFrame, path: Path, report: dict[str, Any]) -> Path:
@@ -86,10 +87,7 @@ def quadrant_figure(frame: pd.DataFrame, path: Path, report: dict[str, Any]) -> 
     a2.axhline(0.5, color="grey", lw=0.5, ls="--")
     a2.set_ylabel("sign agreement")
     a2.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def lr_figure(report: dict[str, Any], path: Path) -> Path:
@@ -106,10 +104,7 @@ def lr_figure(report: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("learning rate")
     ax.set_ylabel("‖measured − predicted‖ / ‖measured‖")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_figures(out: Path, frame: pd.DataFrame, report: dict[str, Any]) -> list[Path]:

@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from steerbench.runstore import atomic_write_bytes
+
 KEY_MAP: dict[str, tuple[str, ...]] = {
     "entropy/mean": ("actor/entropy",),
     "clip/frac_high": ("actor/clip/frac_high", "actor/pg_clipfrac"),
@@ -140,13 +142,9 @@ def import_verl_logs(
     """
     files = attempt_files(run_dir) if paths is None else [Path(p) for p in paths]
     merged = merge_attempts(files)
-    out_path = Path(run_dir) / "metrics.jsonl"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for step in sorted(merged):
-            fh.write(
-                json.dumps({"step": int(step), **translate(merged[step], score_scale=score_scale)}) + "\n"
-            )
-    os.replace(tmp, out_path)
+    lines = (
+        json.dumps({"step": int(step), **translate(merged[step], score_scale=score_scale)}) + "\n"
+        for step in sorted(merged)
+    )
+    atomic_write_bytes(Path(run_dir) / "metrics.jsonl", "".join(lines).encode())
     return len(merged)
