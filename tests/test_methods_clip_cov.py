@@ -65,5 +65,7 @@ def test_the_covariance_unit_is_a_knob():
     _, per_row = compute_policy_loss("clip_cov", b, clip_cov_ratio=1.0, cov_group_size=1)
     assert whole["cov/frac_detached"] == 0.5 and per_row["cov/frac_detached"] == 0.0
     assert math.isclose(
-        compute_policy_loss("clip_cov", b, clip_cov_ratio=1.0, cov_group_size=2)[0].item(), -0.1, abs_tol=1e-12
+        compute_policy_loss("clip_cov", b, clip_cov_ratio=1.0, cov_group_size=2)[0].item(),
+        -0.1,
+        abs_tol=1e-12,
     )
