@@ -57,3 +57,15 @@ def test_a_scenario_without_clipping_is_a_usage_error():
 def test_the_paper_grid_runs_standard_release_and_extreme():
     grid = yaml.safe_load((CONFIG_DIR / "grid" / "paper.yaml").read_text())
     assert grid["scenarios"] == ["standard", "release", "extreme"]
+
+
+def test_the_methods_table_says_which_clipping_a_method_owns():
+    result = CliRunner().invoke(app, ["methods", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["clip_higher"]["own_clipping"] == {"clip_high": 0.28}
+    assert rows["clip_cov"]["own_clipping"] == {"clip_low": 1.0, "clip_high": 1.0, "clip_c": 10.0}
+    for name in set(rows) - OWN_CLIPPING_METHODS:
+        assert rows[name]["own_clipping"] == {} and not {"clip_low", "clip_high", "clip_c"} & set(
+            rows[name]["knobs"]
+        )
