@@ -252,7 +252,11 @@ def test_policy_loss_config_subclass_carries_every_knob_and_converts():
         "linear",
         1.2,
     )
-    assert (cfg.clip_ratio_low, cfg.clip_ratio_high, cfg.clip_ratio_c) == (0.2, 0.2, 3.0)  # the standard scenario
+    assert (cfg.clip_ratio_low, cfg.clip_ratio_high, cfg.clip_ratio_c) == (
+        0.2,
+        0.2,
+        3.0,
+    )  # the standard scenario
     assert sv.knobs_from_actor_config("steer", cfg, cfg.loss_agg_mode)["lambda_min"] == 0.5
 
 
