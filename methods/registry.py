@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from steerbench.methods.batch import MethodError, PolicyBatch
-from steerbench.methods.surrogate import SurrogateConfig
+from steerbench.methods.surrogate import CLIP_KNOBS, SurrogateConfig
 
 LossFn = Callable[[PolicyBatch, Any], tuple[torch.Tensor, dict[str, float]]]
 # rewards (B,), group_index (B,), mean token log π_old of each sequence (B,), config → advantage (B,)
@@ -36,7 +36,7 @@ class MethodSpec:
     own_clipping: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = set(self.own_clipping) - {"clip_low", "clip_high", "clip_c"}
+        unknown = set(self.own_clipping) - set(CLIP_KNOBS)
         if unknown:
             raise ValueError(f"own_clipping of {self.name!r} names non-clipping knobs {sorted(unknown)}")
 

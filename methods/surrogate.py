@@ -17,6 +17,8 @@ import torch
 from steerbench.methods.aggregation import AGG_MODES, aggregate, masked_mean
 from steerbench.methods.batch import MethodError, PolicyBatch
 
+CLIP_KNOBS = ("clip_low", "clip_high", "clip_c")  # the clipping a scenario sets (steerbench/clipping.py)
+
 
 @dataclass
 class SurrogateConfig:

@@ -25,8 +25,8 @@ from omegaconf import DictConfig, open_dict
 import steerbench.experiments as experiments
 from steerbench.errors import UsageError
 from steerbench.methods import get_method
+from steerbench.methods.surrogate import CLIP_KNOBS
 
-CLIP_KNOBS = ("clip_low", "clip_high", "clip_c")
 SCENARIO_DIR = Path(experiments.__file__).resolve().parent / "scenario"
 
 
