@@ -124,7 +124,9 @@ def to_html(sections: list[Section], title: str, folder: Path) -> str:
 
 def _interval(mean: float, lo: float, hi: float, signed: bool = False) -> str:
     head = fmt_signed(mean) if signed else fmt(mean)
-    return head if not np.isfinite(lo) else f"{head} [{fmt(lo)}, {fmt(hi)}]"
+    if not np.isfinite(lo) or lo == hi == mean:  # one seed, or every seed the same
+        return head
+    return f"{head} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def _where(df: pd.DataFrame) -> dict[str, pd.Series]:
