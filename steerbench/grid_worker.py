@@ -1,6 +1,6 @@
 """Run one grid cell in this process: ``python -m steerbench.grid_worker CELL.json``.
 
-The cell JSON holds ``name``, ``run_dir``, ``overrides`` and ``threads``. The worker limits torch to
+The cell JSON holds ``name``, ``run_dir``, ``overrides``, ``variant`` and ``threads``. The worker limits torch to
 ``threads`` threads (so ``--jobs`` processes do not oversubscribe the cores), takes an exclusive lock
 on the run folder (a second process on the same cell fails instead of writing the same files), composes
 the config and calls ``steerbench.runner.execute``, which trains or resumes from the checkpoint.
@@ -78,7 +78,7 @@ def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
         from steerbench.runner import execute
 
         overrides = list(payload["overrides"])
-        execute(compose(overrides), run_dir, overrides=overrides)
+        execute(compose(overrides), run_dir, overrides=overrides, variant=payload.get("variant", ""))
         return result("done")
     except (RunFailed, UsageError) as exc:
         return result("failed", f"{type(exc).__name__}: {exc}")
