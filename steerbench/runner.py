@@ -55,10 +55,24 @@ def execute(
     """Train ``cfg`` in ``run_dir`` (resuming if partial) and return its summary.
 
     ``variant`` is the grid's swept overrides (``runstore.variant_of``), recorded in the identity.
+    A lock on ``run_dir`` keeps a second process out for the whole run (UsageError naming the holder).
     """
     store = RunStore(run_dir)
+    with store.locked():
+        return _execute_locked(cfg, store, list(overrides), variant, on_step, on_warm_start)
+
+
+def _execute_locked(
+    cfg: DictConfig,
+    store: RunStore,
+    overrides: list[str],
+    variant: str,
+    on_step: Callable[[dict[str, Any]], None] | None,
+    on_warm_start: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    run_dir = store.path
     container = to_dict(cfg)
-    store.prepare(container, list(overrides))
+    store.prepare(container, overrides)
     meta = store.read_meta()
     if meta.get("status") == "done" and store.summary_path.exists():
         import json

@@ -19,7 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -166,9 +167,36 @@ class RunStore:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoints" / "latest.pt")
+    lock_path = property(lambda self: self.path / ".lock")
 
-    def prepare(self, config: dict[str, Any], overrides: list[str]) -> bool:
-        """Create the run directory or check it holds the same config; True if it already existed."""
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run directory (created if needed) while the block runs.
+
+        A second process (``run`` or a grid cell) on the same directory gets a UsageError naming the
+        holder (pid, host) instead of interleaving its rows with the first. The OS drops the lock when
+        the holder dies, so a killed run never leaves a stale lock behind.
+        """
+        import fcntl
+
+        self.create()
+        with open(self.lock_path, "a+") as handle:  # "a+": opening must not wipe the holder's note
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UsageError(
+                    f"{self.path} is being run by {holder}; wait for it to finish, or stop that process"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+            handle.flush()
+            yield
+
+    def create(self) -> None:
+        """Create the run directory and check it is writable."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write_probe"
@@ -176,6 +204,10 @@ class RunStore:
             probe.unlink()
         except OSError as exc:
             raise UsageError(f"cannot write to run directory {self.path}: {exc.strerror or exc}") from None
+
+    def prepare(self, config: dict[str, Any], overrides: list[str]) -> bool:
+        """Create the run directory or check it holds the same config; True if it already existed."""
+        self.create()
         if self.config_path.exists():
             stored = yaml.safe_load(self.config_path.read_text())
             if stored != config:

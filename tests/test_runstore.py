@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
-from local_helpers import TINY, metrics_without_timing
+from local_helpers import TINY, cli, metrics_without_timing
 
 from steerbench.config import compose, to_dict
 from steerbench.grid import build_spec, plan
@@ -122,3 +126,28 @@ def test_a_grid_cell_records_its_sweep_as_the_variant(tmp_path):
     assert cell.variant == "method.lambda_min=0.8 trainer.lr=3e-4"
     assert run_cell(payload(cell, threads=1))["status"] == "done"
     assert read_identity(cell.run_dir)["variant"] == "method.lambda_min=0.8 trainer.lr=3e-4"
+
+
+def test_a_second_run_on_a_locked_run_directory_exits_2_naming_the_holder(tmp_path):
+    """Issue 12's second data loss: two `run`s on one directory interleaved their rows (2,0,3,1,...)."""
+    overrides = [*TINY, "trainer.steps=40"]
+    run_dir = tmp_path / run_dir_name(compose(overrides))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "steerbench.cli", "run", "--out", str(tmp_path), *overrides],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while not (run_dir / "meta.json").exists() and time.time() < deadline:  # lock taken before meta
+        time.sleep(0.05)
+    second = cli("run", "--out", str(tmp_path), *overrides)
+    assert first.poll() is None, "the first run ended before the second started; lengthen it"
+    assert second.returncode == 2, second.stderr
+    message = " ".join(second.stderr.split())
+    assert f"being run by pid {first.pid} on host {socket.gethostname()}" in message
+    assert "Traceback" not in second.stderr
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl").rows] == list(range(41))
+    # the lock dies with its holder: a later run on the finished directory is not refused
+    assert cli("run", "--out", str(tmp_path), *overrides).returncode == 0
