@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from steerbench.analysis._runstore_c2 import read_identity, read_metrics
 from steerbench.errors import UsageError
+from steerbench.runstore import read_identity, read_metrics
 
 RUN_COLUMNS = ["run", "task", "scenario", "method", "variant", "backend", "seed", "status"]
 CELL = ["task", "scenario", "method", "variant", "backend"]  # what seeds are pooled over
