@@ -70,8 +70,10 @@ def _effect(row: pd.Series, stat: str) -> str:
     p = row[f"{stat}_p_holm"]
     if separates(row, stat):
         verdict = "clearly " + ("higher" if diff > 0 else "lower")
-    elif not np.isfinite(p):
-        return f"{name} {fmt_signed(diff)} in every paired seed: no spread, so no t-test"
+    elif row[f"{stat}_diff_low"] == row[f"{stat}_diff_high"]:  # the same difference in every seed
+        return f"{name} {fmt_signed(diff)} in every paired seed" + (
+            "" if diff == 0 else ": no spread, no t-test"
+        )
     else:
         mdd = row[f"{stat}_mdd"]
         verdict = "not clearly different" + (f" (detectable: ±{fmt(mdd)})" if np.isfinite(mdd) else "")

@@ -150,7 +150,7 @@ def method_note(v: pd.DataFrame) -> str:
         "Each method is compared with its matched control: the grpo cell whose config is identical except the "
         "method's own knobs (clip_higher's and clip_cov's clipping counts as their own), paired by seed. "
         "Δ = method − control per paired seed; 95% paired t-interval; p from the paired t-test, "
-        f"Holm-corrected per statistic across the {m} matched methods of this report; ✔ marks a corrected "
+        f"Holm-corrected per statistic across the {m} matched method{'s' if m != 1 else ''} of this report; ✔ marks a corrected "
         f"p < {ALPHA:g}, and only those are called clear. Detectable Δ: the smallest true difference the "
         f"paired t-test would find with {POWER:.0%} power at level {ALPHA:g}/{max(m, 1)} (Holm's strictest "
         "step), given the spread of the paired differences. The exact sign-flip test cannot go below 2/2ⁿ "
