@@ -1,9 +1,9 @@
 """Each method against its matched control: the grpo cell whose config is identical except for the
 method's own knobs, paired by seed.
 
-A method's own knobs are ``method.name`` and the ``method.*`` keys grpo does not have; for methods whose
-mechanism *is* a clipping rule (``clip_higher``, ``clip_cov``; contract C1) the clipping keys too. Every
-other key — scenario, task, model, trainer, and shared loss knobs such as the clipping of every other
+A method's own knobs are ``method.name``, the ``method.*`` keys grpo does not have, and the clipping knobs
+that are its mechanism (the registry's ``MethodSpec.own_clipping``: clip_higher's ε_high, clip_cov's
+recipe; contract C1). Every other key — scenario, task, model, trainer, and shared loss knobs such as the clipping of every other
 method — must be equal; bookkeeping keys that cannot change a run's numbers are ignored. When no grpo cell
 matches, the verdict names the nearest one and the keys in which it differs, and runs no test.
 
@@ -23,10 +23,9 @@ import pandas as pd
 from steerbench.analysis import inference
 from steerbench.analysis.runs import CELL
 from steerbench.analysis.summary import RATES, sort_cells
+from steerbench.methods import MethodError, get_method
 
 CONTROL = "grpo"
-CLIPPING_IS_MECHANISM = ("clip_higher", "clip_cov")
-CLIP_KEYS = ("method.clip_low", "method.clip_high", "method.clip_c")
 # keys that cannot change a run's numbers (the seed is the pairing key)
 BOOKKEEPING = (
     "trainer.seed",
@@ -43,15 +42,21 @@ POWER = 0.8
 _MISSING = object()
 
 
+def own_clipping(method: str) -> tuple[str, ...]:
+    """The clipping knobs that are ``method``'s mechanism; none for a method this install does not know."""
+    try:
+        return get_method(method).own_clipping
+    except MethodError:
+        return ()
+
+
 def differing_keys(method_cfg: dict[str, Any], control_cfg: dict[str, Any], method: str) -> list[str]:
     """Flattened config keys in which a ``method`` run and a grpo run differ beyond the method's knobs."""
     if not method_cfg or not control_cfg:
         return ["(config.yaml missing)"]
     mine = {k for k in method_cfg if k.startswith("method.")}
     theirs = {k for k in control_cfg if k.startswith("method.")}
-    own = {"method.name"} | (mine ^ theirs)
-    if method in CLIPPING_IS_MECHANISM:
-        own |= set(CLIP_KEYS)
+    own = {"method.name"} | (mine ^ theirs) | {f"method.{knob}" for knob in own_clipping(method)}
     keys = (set(method_cfg) | set(control_cfg)) - own - set(BOOKKEEPING)
     return sorted(k for k in keys if method_cfg.get(k, _MISSING) != control_cfg.get(k, _MISSING))
 

@@ -148,7 +148,8 @@ def method_note(v: pd.DataFrame) -> str:
     m = int(v["matched"].sum()) if not v.empty else 0
     return (
         "Each method is compared with its matched control: the grpo cell whose config is identical except the "
-        "method's own knobs (clip_higher's and clip_cov's clipping counts as their own), paired by seed. "
+        "method's own knobs (clip_higher's ε_high and clip_cov's clipping are their mechanism, so theirs), "
+        "paired by seed. "
         "Δ = method − control per paired seed; 95% paired t-interval; p from the paired t-test, "
         f"Holm-corrected per statistic across the {m} matched method{'s' if m != 1 else ''} of this report; ✔ marks a corrected "
         f"p < {ALPHA:g}, and only those are called clear. Detectable Δ: the smallest true difference the "

@@ -126,10 +126,22 @@ def test_the_method_knobs_and_bookkeeping_are_not_differences_but_shared_knobs_a
     grpo = flatten(config("grpo", "standard", "arith", 0, 3))
     steer = flatten(config("steer", "standard", "arith", 0, 3))
     assert differing_keys(steer, grpo, "steer") == []
-    # clipping is clip_higher's mechanism (C1); for steer it is the scenario's and must match
+    # ε_high is clip_higher's mechanism (C1); for steer clipping is the scenario's and must match
     assert (
         differing_keys(flatten(config("clip_higher", "standard", "arith", 0, 3)), grpo, "clip_higher") == []
     )
+    # ...but only the knobs that are its mechanism: clip_higher owns ε_high, not ε_low; clip_cov owns all three
+    low = flatten(config("clip_higher", "standard", "arith", 0, 3, method={"clip_low": 0.3}))
+    assert differing_keys(low, grpo, "clip_higher") == ["method.clip_low"]
+    recipe = {"clip_low": 1.0, "clip_high": 1.0, "clip_c": 10.0, "clip_cov_ratio": 2e-4}
+    assert (
+        differing_keys(
+            flatten(config("clip_cov", "standard", "arith", 0, 3, method=recipe)), grpo, "clip_cov"
+        )
+        == []
+    )
+    unknown = flatten(config("not_registered", "standard", "arith", 0, 3, method={"clip_c": 10.0}))
+    assert differing_keys(unknown, grpo, "not_registered") == ["method.clip_c"]
     unfair = flatten(config("steer", "standard", "arith", 0, 3, method={"clip_high": 0.28, "clip_c": 10.0}))
     assert differing_keys(unfair, grpo, "steer") == ["method.clip_c", "method.clip_high"]
     shared = flatten(
