@@ -3,9 +3,10 @@ method's own knobs, paired by seed.
 
 A method's own knobs are ``method.name``, the ``method.*`` keys grpo does not have, and the clipping knobs
 that are its mechanism (the registry's ``MethodSpec.own_clipping``: clip_higher's ε_high, clip_cov's
-recipe; contract C1). Every other key — scenario, task, model, trainer, and shared loss knobs such as the clipping of every other
-method — must be equal; bookkeeping keys that cannot change a run's numbers are ignored. When no grpo cell
-matches, the verdict names the nearest one and the keys in which it differs, and runs no test.
+recipe; contract C1). Every other key — scenario, task, model, trainer, and shared loss knobs such as
+every other method's clipping — must be equal; bookkeeping keys that cannot change a run's numbers are
+ignored. When no grpo cell matches, the verdict names the nearest one and the keys in which it differs,
+and runs no test.
 
 For a matched pair of cells and a statistic (``VERDICT_STATS``), d = method − control per shared seed:
 mean d with its paired t-interval (clipped to [−1, 1] for rates), the paired t-test's p, the exact
