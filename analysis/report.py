@@ -44,7 +44,7 @@ def _interval(mean: float, lo: float, hi: float, signed: bool = False) -> str:
     return f"{head} [{fmt(lo)}, {fmt(hi)}]"
 
 
-def _where(df: pd.DataFrame) -> dict[str, pd.Series]:
+def _cell_columns(df: pd.DataFrame) -> dict[str, pd.Series]:
     cols = {}
     if df["task"].nunique() > 1:
         cols["task"] = df["task"]
@@ -71,7 +71,7 @@ def _separation(r: pd.Series) -> str:
 
 
 def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
-    cols = _where(v)
+    cols = _cell_columns(v)
     cols["matched control"] = v.apply(_control, axis=1)
     cols["paired seeds"] = v["pairs"].astype(str)
     for stat, name in VERDICT_STATS.items():
@@ -86,7 +86,7 @@ def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
 
 def resolution_table(v: pd.DataFrame) -> pd.DataFrame:
     m = v[v["matched"]]
-    cols = _where(m)
+    cols = _cell_columns(m)
     cols["paired seeds"] = m["pairs"].astype(str)
     for stat, name in VERDICT_STATS.items():
         cols[f"detectable Δ {name}"] = [fmt(x) for x in m[f"{stat}_mdd"]]
@@ -96,7 +96,7 @@ def resolution_table(v: pd.DataFrame) -> pd.DataFrame:
 
 def differences_table(v: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    where = _where(v)
+    where = _cell_columns(v)
     for _, r in v[v["matched"]].iterrows():
         for stat, name in VERDICT_STATS.items():
             rows.append(
@@ -119,7 +119,7 @@ def differences_table(v: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    cols = _where(summary)
+    cols = _cell_columns(summary)
     cols["seeds"] = summary["n_seeds"].astype(str)
     for stat, name in STATS.items():
         cols[name] = [
