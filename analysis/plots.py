@@ -22,13 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.optimize import curve_fit  # noqa: E402
 
-from steerbench.analysis.compare import (  # noqa: E402
-    _col,
-    abs_entropy_deltas,
-    run_stats,
-    sorted_methods,
-    sorted_scenarios,
-)
+from steerbench.analysis.runs import col, sorted_methods, sorted_scenarios  # noqa: E402
+from steerbench.analysis.summary import abs_entropy_deltas, run_stats  # noqa: E402
 
 PNG_META = {"Software": None}
 DPI = 100
@@ -58,7 +53,7 @@ def _panels(n: int, width: float = 5.0, height: float = 3.6):
 
 
 def _curve_plot(frame: pd.DataFrame, metric: str, ylabel: str, path: Path) -> bool:
-    data = frame.assign(_v=_col(frame, metric)).dropna(subset=["_v"])
+    data = frame.assign(_v=col(frame, metric)).dropna(subset=["_v"])
     if data.empty:
         return False
     scenarios = sorted_scenarios(data["scenario"])
@@ -159,7 +154,7 @@ def fit_cui(h: np.ndarray, r: np.ndarray) -> tuple[float, float]:
 
 
 def _eval_points(frame: pd.DataFrame) -> pd.DataFrame:
-    pts = frame.assign(_h=_col(frame, "entropy/mean"), _r=_col(frame, "val/pass@1"))
+    pts = frame.assign(_h=col(frame, "entropy/mean"), _r=col(frame, "val/pass@1"))
     return pts.dropna(subset=["_h", "_r"])
 
 
@@ -204,12 +199,11 @@ def _scatter(frame: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def make_figures(frame: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
+def make_figures(frame: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
     """Write every figure that has data; return ``[(file name, caption)]`` in a fixed order."""
-    del summary  # figures are drawn from the per-step frame; kept for a stable signature
     out = Path(out)
     frame = labelled(frame)
-    acc_metric = "val/pass@1" if _col(frame, "val/pass@1").notna().any() else "acc/train"
+    acc_metric = "val/pass@1" if col(frame, "val/pass@1").notna().any() else "acc/train"
     jobs = [
         (
             "entropy_vs_step.png",

@@ -74,6 +74,7 @@ class Cell:
     method: str
     scenario: str
     seed: int
+    variant: str = ""  # the swept overrides (runstore.variant_of), recorded in the run's identity
 
     def status(self) -> str:
         """done / running / failed from meta.json, 'partial' if a store exists without meta, else 'new'."""
@@ -263,6 +264,7 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
     """Every cell of the grid, its config composed and checked; raises UsageError before any launch."""
     from steerbench.config import compose
     from steerbench.runner import run_dir_name
+    from steerbench.runstore import variant_of
 
     fixed = [f"{k}={v[0]}" for k, v in sorted(spec.overrides.items()) if len(v) == 1]
     swept = sorted((k, v) for k, v in spec.overrides.items() if len(v) > 1)
@@ -275,7 +277,8 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
         if spec.steps is not None:
             overrides.append(f"trainer.steps={spec.steps}")
         overrides += fixed
-        overrides += [f"{k}={v}" for (k, _), v in zip(swept, combo, strict=True)]
+        sweep = [f"{k}={v}" for (k, _), v in zip(swept, combo, strict=True)]
+        overrides += sweep
         try:
             cfg = compose(overrides)
         except UsageError as exc:
@@ -296,6 +299,7 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
                 method=method,
                 scenario=scenario,
                 seed=seed,
+                variant=variant_of(sweep),
             )
         )
     if not cells:

@@ -1,9 +1,9 @@
 """Run one grid cell in this process: ``python -m steerbench.grid_worker CELL.json``.
 
-The cell JSON holds ``name``, ``run_dir``, ``overrides`` and ``threads``. The worker limits torch to
-``threads`` threads (so ``--jobs`` processes do not oversubscribe the cores), takes an exclusive lock
-on the run folder (a second process on the same cell fails instead of writing the same files), composes
-the config and calls ``steerbench.runner.execute``, which trains or resumes from the checkpoint.
+The cell JSON holds ``name``, ``run_dir``, ``overrides``, ``variant`` and ``threads``. The worker limits torch to
+``threads`` threads (so ``--jobs`` processes do not oversubscribe the cores), composes the config and
+calls ``steerbench.runner.execute``, which locks the run folder (a second process on the same cell
+fails instead of writing the same files) and trains or resumes from the checkpoint.
 Exit code 0: done, 1: the run failed, 2: usage error (e.g. the folder holds a different config).
 A local worker also exits when its parent grid process dies, so a killed grid leaves no orphans.
 """
@@ -18,8 +18,6 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
-
-LOCK = ".grid.lock"
 
 
 def _limit_threads(threads: int) -> None:
@@ -42,22 +40,6 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="grid-parent-watch", daemon=True).start()
 
 
-def _lock(run_dir: Path):
-    """An exclusive, non-blocking lock on the run folder (released when the process exits)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK, "w")  # noqa: SIM115 - held for the life of the process
-    try:
-        import fcntl
-
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:  # pragma: no cover - not POSIX
-        pass
-    except OSError:
-        handle.close()
-        return None
-    return handle
-
-
 def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume) one cell; never raises: returns ``{"name", "status", "error", "seconds"}``."""
     from steerbench.errors import RunFailed, UsageError
@@ -70,23 +52,18 @@ def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
         return {"name": name, "status": status, "error": error, "seconds": time.perf_counter() - start}
 
     _limit_threads(payload.get("threads", 1))
-    handle = _lock(run_dir)
-    if handle is None:
-        return result("failed", f"{run_dir} is being run by another process (lock held)")
     try:
         from steerbench.config import compose
         from steerbench.runner import execute
 
         overrides = list(payload["overrides"])
-        execute(compose(overrides), run_dir, overrides=overrides)
+        execute(compose(overrides), run_dir, overrides=overrides, variant=payload.get("variant", ""))
         return result("done")
     except (RunFailed, UsageError) as exc:
         return result("failed", f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a crash in one cell must not take the grid down
         tb = traceback.format_exc(limit=5)
         return result("failed", f"{type(exc).__name__}: {exc}\n{tb}")
-    finally:
-        handle.close()
 
 
 def main(argv: list[str] | None = None) -> int:

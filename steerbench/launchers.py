@@ -41,6 +41,7 @@ def payload(cell: Cell, threads: int) -> dict[str, Any]:
         "name": cell.name,
         "run_dir": str(cell.run_dir),
         "overrides": list(cell.overrides),
+        "variant": cell.variant,
         "threads": int(threads),
     }
 

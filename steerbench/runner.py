@@ -17,30 +17,25 @@ from omegaconf import DictConfig
 from steerbench.config import to_dict
 from steerbench.errors import RunFailed, UsageError
 from steerbench.methods import MethodError
-from steerbench.runstore import RunStore, atomic_write_json
+from steerbench.runstore import RunStore, atomic_write_json, identity
 
 SUMMARY_KEYS = ("entropy/mean", "reward/mean", "acc/train", "val/pass@1", "val/pass@k", "val/entropy")
 
 
 def run_dir_name(cfg: DictConfig) -> str:
-    task = (
-        Path(cfg.verl.train_files).stem if cfg.backend == "verl" and cfg.verl.train_files else cfg.task.name
-    )
-    return f"{cfg.method.name}__{cfg.scenario.name}__{task}__seed{cfg.trainer.seed}"
+    """``<method>__<scenario>__<task>__seed<k>``, from the run's identity (a grid appends its sweep)."""
+    ident = identity(cfg)
+    return f"{ident['method']}__{ident['scenario']}__{ident['task']}__seed{ident['seed']}"
 
 
-def summarise(cfg: DictConfig, rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+def summarise(ident: dict[str, Any], rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     def first_and_last(key: str) -> tuple[Any, Any]:
         values = [r[key] for r in rows if r.get(key) is not None]
         return (values[0], values[-1]) if values else (None, None)
 
     pairs = {key: first_and_last(key) for key in SUMMARY_KEYS}
     return {
-        "method": cfg.method.name,
-        "scenario": cfg.scenario.name,
-        "task": cfg.task.name,
-        "seed": int(cfg.trainer.seed),
-        "backend": cfg.backend,
+        **ident,
         "steps": max((r["step"] for r in rows), default=0),
         "initial": {k: v[0] for k, v in pairs.items()},
         "final": {k: v[1] for k, v in pairs.items()},
@@ -53,20 +48,39 @@ def execute(
     run_dir: Path,
     *,
     overrides: list[str] | tuple[str, ...] = (),
+    variant: str = "",
     on_step: Callable[[dict[str, Any]], None] | None = None,
     on_warm_start: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``cfg`` in ``run_dir`` (resuming if partial) and return its summary."""
+    """Train ``cfg`` in ``run_dir`` (resuming if partial) and return its summary.
+
+    ``variant`` is the grid's swept overrides (``runstore.variant_of``), recorded in the identity.
+    A lock on ``run_dir`` keeps a second process out for the whole run (UsageError naming the holder).
+    """
     store = RunStore(run_dir)
+    with store.locked():
+        return _execute_locked(cfg, store, list(overrides), variant, on_step, on_warm_start)
+
+
+def _execute_locked(
+    cfg: DictConfig,
+    store: RunStore,
+    overrides: list[str],
+    variant: str,
+    on_step: Callable[[dict[str, Any]], None] | None,
+    on_warm_start: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    run_dir = store.path
     container = to_dict(cfg)
-    store.prepare(container, list(overrides))
+    store.prepare(container, overrides)
     meta = store.read_meta()
     if meta.get("status") == "done" and store.summary_path.exists():
         import json
 
         return json.loads(store.summary_path.read_text())
     started = time.time()
-    store.write_meta("running", started=started, attempts=int(meta.get("attempts", 0)) + 1)
+    ident = identity(cfg, variant)
+    store.write_meta("running", started=started, attempts=int(meta.get("attempts", 0)) + 1, identity=ident)
     wandb_run = start_wandb(cfg, run_dir, container) if cfg.trainer.wandb else None
     if wandb_run is not None:
         on_step = _also_log_to(wandb_run, on_step)
@@ -92,7 +106,7 @@ def execute(
     finally:
         if wandb_run is not None:
             wandb_run.finish()
-    summary = summarise(cfg, rows, time.time() - started)
+    summary = summarise(ident, rows, time.time() - started)
     atomic_write_json(store.summary_path, summary)
     store.write_meta("done", finished=time.time())
     return summary

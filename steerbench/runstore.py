@@ -1,9 +1,13 @@
 """One directory per run: config, status, per-step metrics, checkpoint, summary. Every write is atomic.
 
 config.yaml   resolved config          overrides.yaml  the overrides it was composed from
-meta.json     status running/done/failed (+ error), versions, git sha, host, times
+meta.json     status running/done/failed (+ error), the run's identity, versions, git sha, host, times
 metrics.jsonl one JSON object per step  checkpoints/latest.pt  model, optimiser, step, RNG states
 summary.json  final numbers for ``steerbench compare``; written before ``done``
+
+A run's identity (method, scenario, task, seed, variant, backend) is worked out once, by ``identity``,
+written into meta.json by the runner and read back with ``read_identity``; nothing parses folder names.
+``read_metrics`` is the one reader of metrics.jsonl: it keeps every intact row and reports damaged lines.
 """
 
 from __future__ import annotations
@@ -15,16 +19,99 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from steerbench.errors import UsageError
 
 TIMING_KEYS = ("time/step_s", "throughput/tokens_per_s")  # excluded from bit-reproducibility
+IDENTITY_KEYS = ("method", "scenario", "task", "seed", "variant", "backend")
+
+
+def identity(config: Mapping[str, Any], variant: str = "") -> dict[str, Any]:
+    """Who a run is, from its resolved config: the task of a verl run is its training parquet's stem.
+
+    ``variant`` is "" or the grid's swept overrides (``variant_of``), the only part not in the config's
+    names. ``config`` is a resolved DictConfig or the plain dict stored in config.yaml.
+    """
+    verl_files = (config.get("verl") or {}).get("train_files")
+    backend = str(config.get("backend", "local"))
+    task = Path(str(verl_files)).stem if backend == "verl" and verl_files else str(config["task"]["name"])
+    return {
+        "method": str(config["method"]["name"]),
+        "scenario": str(config["scenario"]["name"]),
+        "task": task,
+        "seed": int(config["trainer"]["seed"]),
+        "variant": variant,
+        "backend": backend,
+    }
+
+
+def variant_of(swept: list[str] | tuple[str, ...]) -> str:
+    """A stable string of swept ``key=value`` overrides: sorted by key, joined by spaces."""
+    return " ".join(sorted(swept, key=lambda kv: kv.split("=", 1)[0]))
+
+
+def read_identity(run_dir: Path) -> dict[str, Any]:
+    """The identity the runner wrote into meta.json; for a store without one (written before identities,
+    or whose meta.json is damaged), the identity of its config.yaml with variant "". {} if neither is readable.
+    """
+    run_dir = Path(run_dir)
+    meta = _read_json_mapping(run_dir / "meta.json")
+    if isinstance(meta.get("identity"), dict) and set(IDENTITY_KEYS) <= set(meta["identity"]):
+        return dict(meta["identity"])
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return identity(config)
+    except (OSError, yaml.YAMLError, TypeError, KeyError, ValueError, AttributeError):
+        return {}
+
+
+@dataclass(frozen=True)
+class MetricsRead:
+    """The rows of a metrics.jsonl. ``rows``: every intact row, in file order; ``damaged``: the 1-based
+    numbers of lines that are not a metrics row (torn by a crash or a full disk, or garbage)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    damaged: list[int] = field(default_factory=list)
+
+
+def read_metrics(path: Path) -> MetricsRead:
+    """Every intact row of ``path`` (a JSON object with an integer ``step``); a damaged line is reported
+    and skipped, never ends the read: rows after it are kept. A missing file reads as no rows."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return MetricsRead()
+    rows: list[dict[str, Any]] = []
+    damaged: list[int] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            damaged.append(number)
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool):
+            rows.append(row)
+        else:
+            damaged.append(number)
+    return MetricsRead(rows, damaged)
+
+
+def _read_json_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -56,6 +143,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
+    import torch
+
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -78,9 +167,36 @@ class RunStore:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoints" / "latest.pt")
+    lock_path = property(lambda self: self.path / ".lock")
 
-    def prepare(self, config: dict[str, Any], overrides: list[str]) -> bool:
-        """Create the run directory or check it holds the same config; True if it already existed."""
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run directory (created if needed) while the block runs.
+
+        A second process (``run`` or a grid cell) on the same directory gets a UsageError naming the
+        holder (pid, host) instead of interleaving its rows with the first. The OS drops the lock when
+        the holder dies, so a killed run never leaves a stale lock behind.
+        """
+        import fcntl
+
+        self.create()
+        with open(self.lock_path, "a+") as handle:  # "a+": opening must not wipe the holder's note
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UsageError(
+                    f"{self.path} is being run by {holder}; wait for it to finish, or stop that process"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+            handle.flush()
+            yield
+
+    def create(self) -> None:
+        """Create the run directory and check it is writable."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write_probe"
@@ -88,6 +204,10 @@ class RunStore:
             probe.unlink()
         except OSError as exc:
             raise UsageError(f"cannot write to run directory {self.path}: {exc.strerror or exc}") from None
+
+    def prepare(self, config: dict[str, Any], overrides: list[str]) -> bool:
+        """Create the run directory or check it holds the same config; True if it already existed."""
+        self.create()
         if self.config_path.exists():
             stored = yaml.safe_load(self.config_path.read_text())
             if stored != config:
@@ -112,28 +232,32 @@ class RunStore:
                 "created": time.time(),
                 "host": socket.gethostname(),
                 "git_sha": git_sha(),
-                "versions": {"python": platform.python_version(), "torch": torch.__version__},
+                "versions": {"python": platform.python_version(), "torch": metadata.version("torch")},
             }
         meta.update(fields, status=status, updated=time.time())
         if status != "failed":
             meta.pop("error", None)
         atomic_write_json(self.meta_path, meta)
 
+    def update_meta(self, **fields: Any) -> None:
+        """Record ``fields`` in meta.json, keeping its status."""
+        meta = self.read_meta()
+        self.write_meta(str(meta.get("status", "running")), **fields)
+
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Complete JSON lines only: a line cut by a kill mid-write is ignored."""
-        if not self.metrics_path.exists():
-            return []
-        rows = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-        return rows
+        """Every intact row (``read_metrics``); damaged lines are skipped."""
+        return read_metrics(self.metrics_path).rows
 
     def truncate_metrics(self, last_step: int) -> None:
-        """Keep the rows up to ``last_step`` (the checkpoint's), so a resume appends exactly once."""
-        rows = [r for r in self.read_metrics() if r["step"] <= last_step]
+        """Keep the intact rows up to ``last_step`` (the checkpoint's), so a resume appends each step once.
+
+        Rows are chosen by their ``step``, not their position: a damaged line (recorded in meta.json as
+        ``metrics_damaged_lines``) is dropped without losing the intact rows after it.
+        """
+        read = read_metrics(self.metrics_path)
+        if read.damaged:
+            self.update_meta(metrics_damaged_lines=read.damaged)
+        rows = [r for r in read.rows if r["step"] <= last_step]
         atomic_write_bytes(
             self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
         )

@@ -9,64 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from compare_helpers import write_run
 from scipy import stats as st
 
-from steerbench.analysis.compare import load_runs, run_stats, steps_to_half, summarise, write_report
+from steerbench.analysis.inference import bootstrap_interval
 from steerbench.analysis.plots import fit_cui
+from steerbench.analysis.report import write_report
+from steerbench.analysis.runs import load_runs
+from steerbench.analysis.summary import run_stats, steps_to_half, summarise
 from steerbench.errors import UsageError
-
-
-def write_run(
-    root: Path,
-    method: str,
-    scenario: str,
-    seed: int,
-    entropy: list[float],
-    *,
-    task: str = "arith",
-    pass1: dict[int, float] | None = None,
-    clip: tuple[float, float] = (0.01, 0.02),
-    with_summary: bool = True,
-    extra_lines: str = "",
-) -> Path:
-    """A run store as the runner writes it: config.yaml, meta.json, metrics.jsonl, summary.json."""
-    run = root / f"{method}__{scenario}__{task}__seed{seed}"
-    run.mkdir(parents=True)
-    cfg = {
-        "method": {"name": method},
-        "scenario": {"name": scenario},
-        "task": {"name": task},
-        "trainer": {"seed": seed, "steps": len(entropy)},
-    }
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (run / "meta.json").write_text(json.dumps({"status": "done"}))
-    lines = []
-    prev = None
-    for step, h in enumerate(entropy, start=1):
-        row = {
-            "step": step,
-            "entropy/mean": h,
-            "entropy/delta": 0.0 if prev is None else h - prev,
-            "reward/mean": 0.5,
-            "acc/train": 0.5,
-            "clip/frac_low": clip[0],
-            "clip/frac_high": clip[1],
-            "kl/approx_old": 0.0,
-            "time/step_s": 0.5,
-            "throughput/tokens_per_s": 100.0,
-        }
-        if pass1 and step in pass1:
-            row["val/pass@1"] = pass1[step]
-            row["val/pass@k"] = min(1.0, pass1[step] + 0.2)
-        lines.append(json.dumps(row))
-        prev = h
-    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n" + extra_lines)
-    if with_summary:
-        summary = {"method": method, "scenario": scenario, "task": task, "seed": seed, "steps": len(entropy)}
-        summary["final"] = {"entropy/mean": entropy[-1]}
-        (run / "summary.json").write_text(json.dumps(summary))
-    return run
 
 
 def halving_at_7() -> list[float]:
@@ -74,24 +25,32 @@ def halving_at_7() -> list[float]:
     return [1.0, 0.9, 0.8, 0.7, 0.6, 0.51, 0.5, 0.45, 0.4, 0.35]
 
 
-def grid_of_runs(root: Path) -> None:
+def grid_of_runs(root: Path) -> dict[str, list[list[float]]]:
+    """grpo and steer in standard and extreme, 3 seeds; returns the entropy curves by cell."""
     rng = np.random.default_rng(0)
+    curves: dict[str, list[list[float]]] = {}
     for seed in range(3):
         collapse = list(np.linspace(1.0, 0.2, 12) + rng.normal(0, 0.01, 12))
         steady = list(1.0 + 0.01 * rng.standard_normal(12))
         p = {4: 0.2 + 0.05 * seed, 8: 0.3 + 0.05 * seed, 12: 0.35 + 0.04 * seed}
-        write_run(root, "grpo", "standard", seed, collapse, pass1=p)
-        write_run(root, "steer", "standard", seed, steady, pass1={k: v + 0.05 for k, v in p.items()})
-        write_run(root, "grpo", "extreme", seed, list(np.linspace(1.0, 0.05, 12)), pass1=p)
-        write_run(root, "steer", "extreme", seed, list(np.linspace(1.0, 0.7, 12)), pass1=p)
+        cells = {
+            ("grpo", "standard"): (collapse, p),
+            ("steer", "standard"): (steady, {k: v + 0.05 + 0.01 * seed for k, v in p.items()}),
+            ("grpo", "extreme"): (list(np.linspace(1.0, 0.05, 12)), p),
+            ("steer", "extreme"): (list(np.linspace(1.0, 0.7, 12) + 0.01 * seed), p),
+        }
+        for (method, scenario), (h, p1) in cells.items():
+            write_run(root, method, scenario, seed, h, pass1=p1)
+            curves.setdefault(f"{method}/{scenario}", []).append(h)
+    return curves
 
 
 def test_entropy_halving_step_is_the_first_step_at_half_the_start(tmp_path):
     write_run(tmp_path, "grpo", "standard", 0, halving_at_7())
-    summary = summarise(load_runs([tmp_path]))
+    summary = summarise(load_runs([tmp_path]).frame)
     assert summary.loc[0, "steps_to_half_mean"] == 7
     assert summary.loc[0, "steps_to_half_n"] == 1
-    assert steps_to_half([1, 2, 3], [1.0, 0.9, 0.8]) != steps_to_half([1, 2, 3], [1.0, 0.9, 0.8])  # NaN
+    assert np.isnan(steps_to_half([1, 2, 3], [1.0, 0.9, 0.8]))
 
 
 def test_delta_falls_back_to_differences_of_entropy_when_not_logged(tmp_path):
@@ -101,7 +60,7 @@ def test_delta_falls_back_to_differences_of_entropy_when_not_logged(tmp_path):
     rows = [{k: v for k, v in r.items() if k != "entropy/delta"} for r in rows]
     eval_row = {"step": 0, "val/pass@1": 0.1}  # an eval-only row before training, as the trainer logs
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [eval_row, *rows]))
-    row = run_stats(load_runs([tmp_path])).iloc[0]
+    row = run_stats(load_runs([tmp_path]).frame).iloc[0]
     assert row["dH_abs_p90"] == pytest.approx(np.percentile(np.abs(np.diff(h)), 90))
     assert row["steps_to_half"] == 7
 
@@ -109,7 +68,7 @@ def test_delta_falls_back_to_differences_of_entropy_when_not_logged(tmp_path):
 def test_entropy_area_final_entropy_and_delta_quantiles_match_numpy(tmp_path):
     h = halving_at_7()
     write_run(tmp_path, "grpo", "standard", 0, h)
-    row = run_stats(load_runs([tmp_path])).iloc[0]
+    row = run_stats(load_runs([tmp_path]).frame).iloc[0]
     d = np.abs(np.diff(h))  # step 1 has no predecessor; then h[t] - h[t-1]
     assert row["entropy_area"] == pytest.approx(np.mean(h))
     assert row["final_entropy"] == pytest.approx(h[-1])
@@ -119,50 +78,75 @@ def test_entropy_area_final_entropy_and_delta_quantiles_match_numpy(tmp_path):
     assert row["time_s"] == pytest.approx(0.5 * len(h))
 
 
-def test_ci_over_seeds_is_the_scipy_t_interval(tmp_path):
-    finals = [0.31, 0.42, 0.37, 0.5]
+def test_cell_intervals_are_the_seed_bootstrap_and_stay_in_range(tmp_path):
+    finals = [0.31, 0.42, 0.37, 1.0]
     for seed, f in enumerate(finals):
         write_run(tmp_path, "steer", "standard", seed, [1.0, 0.9, 0.8], pass1={2: 0.1, 3: f})
-    row = summarise(load_runs([tmp_path])).iloc[0]
-    lo, hi = st.t.interval(0.95, len(finals) - 1, loc=np.mean(finals), scale=st.sem(finals))
+    row = summarise(load_runs([tmp_path]).frame).iloc[0]
     assert row["n_seeds"] == 4
     assert row["final_pass1_mean"] == pytest.approx(np.mean(finals))
-    assert row["final_pass1_ci_low"] == pytest.approx(lo)
-    assert row["final_pass1_ci_high"] == pytest.approx(hi)
-    assert row["final_passk_mean"] == pytest.approx(np.mean(finals) + 0.2)
+    _, lo, hi, _ = bootstrap_interval(finals)  # itself checked against brute force in test_compare_stats
+    assert (row["final_pass1_ci_low"], row["final_pass1_ci_high"]) == pytest.approx((lo, hi))
+    # pass@k = min(1, pass@1 + 0.2): a seed at 1.0; the upper bound may touch 1 but never pass it
+    assert 0 <= row["final_passk_ci_low"] <= row["final_passk_ci_high"] <= 1.0
 
 
 def test_single_seed_has_a_mean_but_no_interval(tmp_path):
     write_run(tmp_path, "grpo", "standard", 0, [1.0, 0.8], pass1={2: 0.4})
-    row = summarise(load_runs([tmp_path])).iloc[0]
+    row = summarise(load_runs([tmp_path]).frame).iloc[0]
     assert row["final_pass1_mean"] == pytest.approx(0.4)
     assert np.isnan(row["final_pass1_ci_low"]) and np.isnan(row["final_pass1_ci_high"])
 
 
-def test_torn_last_line_and_repeated_steps_are_tolerated(tmp_path):
+def test_damaged_and_repeated_metrics_lines_are_counted_not_silently_dropped(tmp_path):
     # a resumed run may re-log a step (the later row wins); a killed writer may leave half a line
-    dup = json.dumps({"step": 3, "entropy/mean": 0.1}) + "\n" + '{"step": 4, "entropy/me'
+    dup = json.dumps({"step": 3, "entropy/mean": 0.1}) + "\n" + "garbage\n" + '{"step": 4, "entropy/me'
     write_run(tmp_path, "grpo", "standard", 0, [1.0, 0.9, 0.8], extra_lines=dup)
-    frame = load_runs([tmp_path])
-    assert frame["step"].tolist() == [1, 2, 3]
-    assert frame.loc[frame["step"] == 3, "entropy/mean"].item() == pytest.approx(0.1)
+    runs = load_runs([tmp_path])
+    assert runs.frame["step"].tolist() == [1, 2, 3]
+    assert runs.frame.loc[runs.frame["step"] == 3, "entropy/mean"].item() == pytest.approx(0.1)
+    (name,) = runs.damaged
+    assert runs.damaged[name] == [5, 6]  # 3 rows, the re-logged step 3, then the two bad lines
+    result = write_report(runs, tmp_path / "r")
+    assert result["damaged"] == {name: [5, 6]}
+    assert (
+        f"{name}: 2 unreadable metrics.jsonl line(s) skipped (line 5, 6)."
+        in (tmp_path / "r" / "report.md").read_text()
+    )
 
 
-def test_identity_comes_from_config_when_there_is_no_summary(tmp_path):
-    write_run(tmp_path / "a" / "b", "kl", "extreme", 4, [1.0, 0.5], with_summary=False)
-    frame = load_runs([tmp_path])
-    assert frame[["method", "scenario", "task", "seed", "status"]].drop_duplicates().values.tolist() == [
-        ["kl", "extreme", "arith", 4, "done"]
-    ]
+def test_identity_comes_from_meta_json_not_the_folder_name(tmp_path):
+    run = write_run(
+        tmp_path / "a" / "b", "kl", "extreme", 4, [1.0, 0.5], with_summary=False, folder="kl__x__y__seed9"
+    )
+    meta = json.loads((run / "meta.json").read_text())
+    meta["identity"]["variant"] = "method.beta=0.1"
+    (run / "meta.json").write_text(json.dumps(meta))
+    frame = load_runs([tmp_path]).frame
+    got = frame[["method", "scenario", "task", "seed", "variant", "status"]].drop_duplicates().values.tolist()
+    assert got == [["kl", "extreme", "arith", 4, "method.beta=0.1", "done"]]
+
+
+def test_a_store_without_identity_is_named_in_the_report(tmp_path):
+    write_run(tmp_path, "grpo", "standard", 0, [1.0, 0.8])
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "summary.json").write_text(json.dumps({"final": {"entropy/mean": 0.7}}))
+    runs = load_runs([tmp_path])
+    assert runs.unidentified == ["stray"] and runs.frame["run"].nunique() == 1
+    write_report(runs, tmp_path / "r")
+    assert (
+        "Not read (no identity in meta.json, no config.yaml): stray."
+        in (tmp_path / "r" / "report.md").read_text()
+    )
 
 
 def test_summary_only_store_contributes_its_final_numbers(tmp_path):
-    run = tmp_path / "verl_run"
-    run.mkdir()
-    summary = {"method": "steer", "scenario": "standard", "task": "math", "seed": 1, "steps": 50}
-    summary["final"] = {"entropy/mean": 0.7, "val/pass@1": 0.33}
+    run = write_run(tmp_path, "steer", "standard", 1, [0.9], task="math", with_summary=False)
+    (run / "metrics.jsonl").unlink()
+    summary = {"steps": 50, "final": {"entropy/mean": 0.7, "val/pass@1": 0.33}}
     (run / "summary.json").write_text(json.dumps(summary))
-    row = summarise(load_runs([tmp_path])).iloc[0]
+    row = summarise(load_runs([tmp_path]).frame).iloc[0]
     assert (row["method"], row["task"]) == ("steer", "math")
     assert row["final_pass1_mean"] == pytest.approx(0.33)
     assert row["final_entropy_mean"] == pytest.approx(0.7)
@@ -172,7 +156,7 @@ def test_runs_are_found_once_even_if_dirs_overlap_and_checkpoints_are_skipped(tm
     run = write_run(tmp_path / "g", "grpo", "standard", 0, [1.0, 0.9])
     (run / "checkpoints" / "latest").mkdir(parents=True)
     (run / "checkpoints" / "latest" / "summary.json").write_text("{}")
-    frame = load_runs([tmp_path, tmp_path / "g", run])
+    frame = load_runs([tmp_path, tmp_path / "g", run]).frame
     assert frame["run"].nunique() == 1
 
 
@@ -190,14 +174,38 @@ def test_cui_fit_recovers_a_and_b():
     assert a == pytest.approx(0.2, rel=1e-6) and b == pytest.approx(0.9, rel=1e-6)
 
 
-def test_findings_state_collapse_survivors_steer_band_and_extreme_clipping(tmp_path):
-    grid_of_runs(tmp_path)
+def test_findings_give_the_collapse_and_the_paired_effects_in_numbers(tmp_path):
+    curves = grid_of_runs(tmp_path)
     result = write_report(load_runs([tmp_path]), tmp_path / "report")
     text = "\n".join(result["findings"])
-    assert "[standard] Under grpo, entropy goes from" in text and "it collapses" in text
-    assert "Methods ending with higher entropy than grpo" in text and "steer (" in text
+    g = np.array(curves["grpo/standard"])
+    h0, h1 = g[:, 0].mean(), g[:, -1].mean()
+    assert (
+        f"[standard] Under grpo, entropy goes from {h0:.3g} to {h1:.3g} ({100 * (1 - h1 / h0):.2g}% lower)"
+        in text
+    )
+    # steer − grpo on final entropy, per seed, and its paired t-test, Holm over the 2 matched methods
+    p_raw = {}
+    diffs = {}
+    for scen in ("standard", "extreme"):
+        d = np.array(curves[f"steer/{scen}"])[:, -1] - np.array(curves[f"grpo/{scen}"])[:, -1]
+        diffs[scen] = d
+        p_raw[scen] = st.ttest_1samp(d, 0).pvalue
+    lo_p, hi_p = sorted(p_raw.values())
+    holm = {s: (2 * p if p == lo_p else max(2 * lo_p, p)) for s, p in p_raw.items()}
+    for scen, d in diffs.items():
+        ci = st.ttest_1samp(d, 0).confidence_interval(0.95)
+        expect = (
+            f"[{scen}] steer − grpo over 3 paired seeds: final entropy +{d.mean():.3g} "
+            f"[{ci.low:.3g}, {ci.high:.3g}], Holm p = {min(1, holm[scen]):.3g}: "
+        )
+        assert expect in text, (expect, text)
+        clear = holm[scen] < 0.05
+        assert (expect + "clearly higher") in text if clear else (expect + "not clearly different") in text
+    # extreme: steer and grpo log the same pass@1 in every seed; no spread is said, not tested
+    assert "pass@1 0 in every paired seed; pass@k 0 in every paired seed." in text
     assert "steer's per-step |ΔH| 90th percentile" in text and "narrower band than every other" in text
-    assert "Extreme clipping (ε_low=0.99, ε_high=5) vs standard" in text
+    assert "ε_low=0.99" not in text  # clipping is read from configs, never written into a sentence
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Findings" in md and "entropy_vs_step.png" in md
     for name in result["files"]:
@@ -212,7 +220,14 @@ def test_two_compare_runs_give_identical_bytes(tmp_path):
     grid_of_runs(tmp_path / "runs")
     write_report(load_runs([tmp_path / "runs"]), tmp_path / "r1")
     write_report(load_runs([tmp_path / "runs"]), tmp_path / "r2")
-    for name in ("summary.csv", "runs.csv", "report.md", "report.html", "entropy_vs_step.png"):
+    for name in (
+        "summary.csv",
+        "runs.csv",
+        "verdicts.csv",
+        "report.md",
+        "report.html",
+        "entropy_vs_step.png",
+    ):
         assert (tmp_path / "r1" / name).read_bytes() == (tmp_path / "r2" / name).read_bytes(), name
 
 
@@ -233,6 +248,10 @@ def test_cli_compare_writes_report_and_json(tmp_path):
         ("extreme", "grpo"),
         ("extreme", "steer"),
     }
+    assert {(v["scenario"], v["method"], v["matched"]) for v in payload["verdicts"]} == {
+        ("standard", "steer", True),
+        ("extreme", "steer", True),
+    }
     assert (tmp_path / "rep" / "summary.csv").is_file()
 
 
@@ -244,72 +263,32 @@ def test_cli_compare_on_a_folder_without_runs_exits_2(tmp_path):
 
 def test_swept_cells_and_repeated_grids_are_kept_apart(tmp_path):
     for lr, h in (("1e-4", 0.9), ("3e-4", 0.5)):
-        run = write_run(tmp_path / "sweep", "steer", "standard", 0, [1.0, h])
-        run.rename(run.with_name(run.name + f"__lr={lr}"))
+        write_run(tmp_path / "sweep", "steer", "standard", 0, [1.0, h], variant=f"trainer.lr={lr}")
     write_run(tmp_path / "a", "grpo", "standard", 0, [1.0, 0.8])
     write_run(tmp_path / "b", "grpo", "standard", 0, [1.0, 0.6])
-    summary = summarise(load_runs([tmp_path]))
+    summary = summarise(load_runs([tmp_path]).frame)
     got = {(r["method"], r["variant"]): r["final_entropy_mean"] for _, r in summary.iterrows()}
     assert got == {
         ("grpo", "a"): pytest.approx(0.8),
         ("grpo", "b"): pytest.approx(0.6),
-        ("steer", "sweep/lr=1e-4"): pytest.approx(0.9),
-        ("steer", "sweep/lr=3e-4"): pytest.approx(0.5),
+        ("steer", "trainer.lr=1e-4"): pytest.approx(0.9),
+        ("steer", "trainer.lr=3e-4"): pytest.approx(0.5),
     }
     assert set(summary["n_seeds"]) == {1}
 
 
 def test_unfinished_runs_are_left_out_unless_asked_for(tmp_path):
-    write_run(tmp_path, "grpo", "standard", 0, [1.0, 0.8])
-    partial = write_run(tmp_path, "grpo", "standard", 1, [1.0, 0.2], with_summary=False)
-    (partial / "meta.json").write_text(json.dumps({"status": "running"}))
+    write_run(tmp_path, "grpo", "standard", 0, [1.0, 0.8], folder="done0")
+    write_run(
+        tmp_path, "grpo", "standard", 1, [1.0, 0.2], with_summary=False, status="running", folder="part1"
+    )
     result = write_report(load_runs([tmp_path]), tmp_path / "r")
-    assert result["left_out"] == ["grpo__standard__arith__seed1"]
+    assert result["left_out"] == ["part1"]
     assert result["summary"].loc[0, "n_seeds"] == 1
     assert "Left out (not finished" in (tmp_path / "r" / "report.md").read_text()
     result = write_report(load_runs([tmp_path]), tmp_path / "r2", include_partial=True)
     assert result["summary"].loc[0, "n_seeds"] == 2 and result["left_out"] == []
-    (tmp_path / "grpo__standard__arith__seed0" / "meta.json").write_text(json.dumps({"status": "failed"}))
+    meta = json.loads((tmp_path / "done0" / "meta.json").read_text())
+    (tmp_path / "done0" / "meta.json").write_text(json.dumps({**meta, "status": "failed"}))
     with pytest.raises(UsageError, match="none of the 2 runs has finished"):
         write_report(load_runs([tmp_path]), tmp_path / "r3")
-
-
-def test_swept_variants_are_compared_with_plain_grpo():
-    import pandas as pd
-
-    from steerbench.analysis.compare import variants_vs_grpo
-
-    rows = [
-        {
-            "task": "add",
-            "scenario": "standard",
-            "method": "grpo",
-            "variant": "",
-            "final_entropy_mean": 0.14,
-            "final_entropy_ci_low": 0.13,
-            "final_entropy_ci_high": 0.15,
-        },
-        {
-            "task": "add",
-            "scenario": "standard",
-            "method": "entropy_bonus",
-            "variant": "alpha=0.2",
-            "final_entropy_mean": 0.30,
-            "final_entropy_ci_low": 0.28,
-            "final_entropy_ci_high": 0.32,
-        },
-        {
-            "task": "add",
-            "scenario": "standard",
-            "method": "steer",
-            "variant": "lambda_min=0.5",
-            "final_entropy_mean": 0.145,
-            "final_entropy_ci_low": 0.12,
-            "final_entropy_ci_high": 0.17,
-        },
-    ]
-    lines = variants_vs_grpo(pd.DataFrame(rows))
-    assert lines == [
-        "[standard] entropy_bonus (alpha=0.2) ends at entropy 0.3 [0.28, 0.32] vs grpo 0.14: clearly higher.",
-        "[standard] steer (lambda_min=0.5) ends at entropy 0.145 [0.12, 0.17] vs grpo 0.14: not clearly higher.",
-    ]

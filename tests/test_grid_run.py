@@ -54,7 +54,7 @@ def _steps(run: Path) -> list[int]:
 def _fingerprint(grid_dir: Path) -> dict[str, tuple[int, int]]:
     out = {}
     for p in sorted(grid_dir.rglob("*")):
-        if p.is_file() and ".grid" not in p.parts and p.name != ".grid.lock":
+        if p.is_file() and ".grid" not in p.parts and p.name != ".lock":
             st = p.stat()
             out[str(p.relative_to(grid_dir))] = (st.st_mtime_ns, st.st_size)
     return out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -18,59 +19,51 @@ def compare_command(
     include_partial: bool = typer.Option(
         False, "--include-partial", help="Also summarise runs that have not finished (running/failed)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary rows and files as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary, verdicts and files as JSON."),
 ) -> None:
-    """Summarise runs per method × scenario (mean and 95% CI over seeds) and write a report with figures."""
-    from steerbench.analysis.compare import load_runs, write_report
+    """Compare each method with its matched grpo control (paired over seeds, Holm-corrected) and write a
+    report: verdict, resolution, findings, figures, full tables."""
+    from steerbench.analysis.report import verdict_table, write_report
+    from steerbench.analysis.runs import load_runs
 
     console = Console(stderr=as_json)
     out = (out or Path(dirs[0]) / "report").resolve()
     with console.status("loading runs..."):
-        frame = load_runs(dirs)
-    with console.status(f"writing report for {frame['run'].nunique()} runs..."):
-        result = write_report(frame, out, include_partial=include_partial)
-    summary = result["summary"]
+        runs = load_runs(dirs)
+    n_runs = runs.frame["run"].nunique()
+    with console.status(f"writing report for {n_runs} runs..."):
+        result = write_report(runs, out, include_partial=include_partial)
     if as_json:
-        rows = json.loads(summary.to_json(orient="records"))
-        typer.echo(
-            json.dumps(
-                {
-                    "out": str(out),
-                    "files": result["files"],
-                    "summary": rows,
-                    "findings": result["findings"],
-                    "left_out": result["left_out"],
-                },
-                indent=2,
-                sort_keys=True,
-            )
-        )
+        payload = {
+            "out": str(out),
+            "files": result["files"],
+            "summary": json.loads(result["summary"].to_json(orient="records")),
+            "verdicts": json.loads(result["verdicts"].to_json(orient="records")),
+            "findings": result["findings"],
+            "left_out": result["left_out"],
+            "damaged": result["damaged"],
+        }
+        typer.echo(json.dumps(payload, indent=2, sort_keys=True))
         return
-    table = Table(title=f"steerbench compare: {frame['run'].nunique()} runs")
-    variants = bool((summary["variant"] != "").any())
-    for col in ("scenario", "method", "seeds", "pass@1", "pass@k", "final H", "p90 |ΔH|", "H halves at"):
-        table.add_column(col)
-        if col == "method" and variants:
-            table.add_column("variant")
-    for _, r in summary.iterrows():
-
-        def cell(stat: str, r=r) -> str:
-            v = r[f"{stat}_mean"]
-            return "n/a" if v != v else f"{v:.3f}"
-
-        table.add_row(
-            str(r["scenario"]),
-            str(r["method"]),
-            *([str(r["variant"])] if variants else []),
-            str(r["n_seeds"]),
-            *(cell(s) for s in ("final_pass1", "final_passk", "final_entropy", "dH_abs_p90")),
-            cell("steps_to_half") if r["steps_to_half_n"] else "never",
+    verdicts = result["verdicts"]
+    if verdicts.empty:
+        console.print("no method other than grpo: nothing to compare")
+    else:
+        shown = verdict_table(verdicts)
+        table = Table(
+            title=f"steerbench compare: {n_runs} runs, each method against its matched grpo control"
         )
-    console.print(table)
+        for column in shown.columns:
+            table.add_column(str(column))
+        for row in shown.itertuples(index=False):
+            table.add_row(*(escape(str(v)) for v in row))
+        console.print(table)
     if result["left_out"]:
         console.print(f"[yellow]left out {len(result['left_out'])} unfinished runs[/] (--include-partial)")
+    for run, lines in sorted(result["damaged"].items()):
+        console.print(f"[yellow]{escape(run)}: {len(lines)} unreadable metrics line(s) skipped[/]")
     for sentence in result["findings"]:
-        console.print(f"• {sentence}")
+        console.print(f"• {escape(sentence)}")
     console.print(f"report: [bold]{out / 'report.html'}[/] ({len(result['files'])} files)")
 
 

@@ -1,0 +1,141 @@
+"""Each method against its matched control: the grpo cell whose config is identical except for the
+method's own knobs, paired by seed.
+
+A method's own knobs are ``method.name``, the ``method.*`` keys grpo does not have, and the clipping knobs
+that are its mechanism (the registry's ``MethodSpec.own_clipping``: clip_higher's ε_high, clip_cov's
+recipe; contract C1). Every other key — scenario, task, model, trainer, and shared loss knobs such as
+every other method's clipping — must be equal; bookkeeping keys that cannot change a run's numbers are
+ignored. When no grpo cell matches, the verdict names the nearest one and the keys in which it differs,
+and runs no test.
+
+For a matched pair of cells and a statistic (``VERDICT_STATS``), d = method − control per shared seed:
+mean d with its paired t-interval (clipped to [−1, 1] for rates), the paired t-test's p, the exact
+sign-flip p, Holm's correction across the matched methods of the report (per statistic), Cohen's d_z,
+and the smallest difference detectable with 80% power at level α/m (Holm's strictest step).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from steerbench.analysis import inference
+from steerbench.analysis.runs import CELL
+from steerbench.analysis.summary import RATES, sort_cells
+from steerbench.methods import MethodError, get_method
+
+CONTROL = "grpo"
+# keys that cannot change a run's numbers (the seed is the pairing key)
+BOOKKEEPING = (
+    "trainer.seed",
+    "trainer.threads",
+    "trainer.wandb",
+    "trainer.checkpoint_every",
+    "warm_start.cache_dir",
+    "verl.launcher",
+    "verl.ray_address",
+)
+VERDICT_STATS = {"final_entropy": "final entropy", "final_pass1": "pass@1", "final_passk": "pass@k"}
+ALPHA = 0.05
+POWER = 0.8
+_MISSING = object()
+
+
+def own_clipping(method: str) -> tuple[str, ...]:
+    """The clipping knobs that are ``method``'s mechanism; none for a method this install does not know."""
+    try:
+        return get_method(method).own_clipping
+    except MethodError:
+        return ()
+
+
+def differing_keys(method_cfg: dict[str, Any], control_cfg: dict[str, Any], method: str) -> list[str]:
+    """Flattened config keys in which a ``method`` run and a grpo run differ beyond the method's knobs."""
+    if not method_cfg or not control_cfg:
+        return ["(config.yaml missing)"]
+    mine = {k for k in method_cfg if k.startswith("method.")}
+    theirs = {k for k in control_cfg if k.startswith("method.")}
+    own = {"method.name"} | (mine ^ theirs) | {f"method.{knob}" for knob in own_clipping(method)}
+    keys = (set(method_cfg) | set(control_cfg)) - own - set(BOOKKEEPING)
+    return sorted(k for k in keys if method_cfg.get(k, _MISSING) != control_cfg.get(k, _MISSING))
+
+
+def _cell_config(cell: pd.DataFrame, configs: dict[str, dict]) -> dict[str, Any]:
+    return configs.get(cell.sort_values("seed")["run"].iloc[0], {})
+
+
+def _pick_control(key: tuple, cell: pd.DataFrame, controls: dict[tuple, pd.DataFrame], configs) -> tuple:
+    """(control key, differing keys) of the best grpo cell: matched first, then the nearest."""
+    task, scenario, method, _variant, backend = key
+    mine = _cell_config(cell, configs)
+    best: tuple | None = None
+    for ck, cdf in controls.items():
+        if ck[4] != backend:
+            continue
+        diff = differing_keys(mine, _cell_config(cdf, configs), method)
+        shared = len(set(cell["seed"]) & set(cdf["seed"]))
+        rank = (bool(diff), ck[1] != scenario, ck[0] != task, len(diff), -shared, str(ck[3]))
+        if best is None or rank < best[0]:
+            best = (rank, ck, diff)
+    return (best[1], best[2]) if best else (None, [])
+
+
+def _paired(stat: str, cell: pd.DataFrame, control: pd.DataFrame) -> dict[str, float]:
+    both = cell.set_index("seed")[stat].to_frame("m").join(control.set_index("seed")[stat].to_frame("c"))
+    d = (both["m"] - both["c"]).dropna().to_numpy(dtype=float)
+    p, lo, hi = inference.paired_t(d)
+    if stat in RATES:  # a difference of two rates lies in [−1, 1]
+        lo, hi = max(lo, -1.0), min(hi, 1.0)
+    return {
+        "n": len(d),
+        "diff": float(d.mean()) if len(d) else math.nan,
+        "diff_low": lo,
+        "diff_high": hi,
+        "p": p,
+        "p_exact": inference.sign_flip_p(d),
+        "dz": inference.cohens_dz(d),
+        "sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
+    }
+
+
+def verdicts(per_run: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+    """One row per non-grpo cell: its control (``control_variant``, ``matched``, ``differs``), ``pairs``,
+    and for each statistic s of ``VERDICT_STATS``: ``s_n`` (pairs with both values), ``s_diff``, ``s_diff_low``, ``s_diff_high``, ``s_p``,
+    ``s_p_exact``, ``s_p_holm``, ``s_dz``, ``s_mdd`` (NaN where no matched control or < 2 pairs)."""
+    cells = {key: df for key, df in per_run.groupby(CELL, sort=False)}
+    controls = {k: df for k, df in cells.items() if k[2] == CONTROL}
+    rows = []
+    for key, cell in cells.items():
+        if key[2] == CONTROL:
+            continue
+        row: dict[str, Any] = dict(zip(CELL, key, strict=True))
+        ck, diff = _pick_control(key, cell, controls, configs)
+        row["control_variant"] = ck[3] if ck else None
+        row["control_scenario"] = ck[1] if ck else None
+        row["matched"] = ck is not None and not diff
+        row["differs"] = ", ".join(diff)
+        row["pairs"] = len(set(cell["seed"]) & set(controls[ck]["seed"])) if ck else 0
+        for stat in VERDICT_STATS:
+            res = _paired(stat, cell, controls[ck]) if row["matched"] else {}
+            for k in ("n", "diff", "diff_low", "diff_high", "p", "p_exact", "dz", "sd"):
+                row[f"{stat}_{k}"] = res.get(k, math.nan)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    for stat in VERDICT_STATS:
+        out[f"{stat}_p_holm"] = inference.holm(out[f"{stat}_p"].tolist())
+        family = max(1, int(out[f"{stat}_p"].notna().sum()))
+        out[f"{stat}_mdd"] = [
+            inference.min_detectable(sd, n, ALPHA / family, POWER)
+            for sd, n in zip(out[f"{stat}_sd"], out[f"{stat}_n"].fillna(0).astype(int), strict=True)
+        ]
+    return sort_cells(out)
+
+
+def separates(row: pd.Series, stat: str) -> bool:
+    """The corrected test says the method differs from its control on ``stat``."""
+    p = row.get(f"{stat}_p_holm", math.nan)
+    return bool(p == p and p < ALPHA)

@@ -1,0 +1,263 @@
+"""The comparison report: one list of sections (``render``), written as ``report.md`` and as a
+self-contained ``report.html``, so both always say the same thing.
+
+Order: the verdict (each method against its matched grpo control), the resolution of the seeds at hand,
+the findings, the key figures, then the full tables and the remaining figures. Numbers have three
+significant figures. ``write_report`` also writes ``summary.csv`` (per cell), ``runs.csv`` (per run) and
+``verdicts.csv`` (per method cell); all sorted and free of timestamps, so the same runs give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from steerbench.analysis import plots
+from steerbench.analysis.findings import findings, fmt, fmt_signed, label
+from steerbench.analysis.matching import ALPHA, CONTROL, POWER, VERDICT_STATS, separates, verdicts
+from steerbench.analysis.render import (
+    Bullets,
+    Figure,
+    Heading,
+    Paragraph,
+    Section,
+    Table,
+    to_html,
+    to_markdown,
+)
+from steerbench.analysis.runs import Runs, finished_only
+from steerbench.analysis.summary import STATS, run_stats, summarise
+
+KEY_FIGURES = ("entropy_vs_step.png", "accuracy_vs_step.png")
+ARROW = {"final_entropy": "H", "final_pass1": "pass@1", "final_passk": "pass@k"}
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def _interval(mean: float, lo: float, hi: float, signed: bool = False) -> str:
+    head = fmt_signed(mean) if signed else fmt(mean)
+    if not np.isfinite(lo) or lo == hi == mean:  # one seed, or every seed the same
+        return head
+    return f"{head} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _cell_columns(df: pd.DataFrame) -> dict[str, pd.Series]:
+    cols = {}
+    if df["task"].nunique() > 1:
+        cols["task"] = df["task"]
+    if df["backend"].nunique() > 1:
+        cols["backend"] = df["backend"]
+    cols["scenario"] = df["scenario"]
+    cols["method"] = pd.Series(
+        [label(m, v) for m, v in zip(df["method"], df["variant"], strict=True)], df.index
+    )
+    return cols
+
+
+def _control(r: pd.Series) -> str:
+    if r["control_variant"] is None:
+        return "none (no grpo runs)"
+    if not r["matched"]:
+        return f"none: nearest grpo ({r['control_scenario']}) differs in {r['differs']}"
+    return label(CONTROL, r["control_variant"])
+
+
+def _separation(r: pd.Series) -> str:
+    marks = [f"{ARROW[s]}{'↑' if r[f'{s}_diff'] > 0 else '↓'}" for s in VERDICT_STATS if separates(r, s)]
+    return "✔ " + ", ".join(marks) if marks else "—"
+
+
+def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
+    cols = _cell_columns(v)
+    cols["matched control"] = v.apply(_control, axis=1)
+    cols["paired seeds"] = v["pairs"].astype(str)
+    for stat, name in VERDICT_STATS.items():
+        cols[f"Δ {name} [95% CI]"] = [
+            _interval(r[f"{stat}_diff"], r[f"{stat}_diff_low"], r[f"{stat}_diff_high"], signed=True)
+            for _, r in v.iterrows()
+        ]
+        cols[f"Holm p ({name})"] = [fmt(p) for p in v[f"{stat}_p_holm"]]
+    cols["separates"] = v.apply(_separation, axis=1)
+    return pd.DataFrame(cols)
+
+
+def resolution_table(v: pd.DataFrame) -> pd.DataFrame:
+    m = v[v["matched"]]
+    cols = _cell_columns(m)
+    cols["paired seeds"] = m["pairs"].astype(str)
+    for stat, name in VERDICT_STATS.items():
+        cols[f"detectable Δ {name}"] = [fmt(x) for x in m[f"{stat}_mdd"]]
+    cols["lowest possible sign-flip p"] = [fmt(2.0 / 2**n) if n else "n/a" for n in m["pairs"]]
+    return pd.DataFrame(cols)
+
+
+def differences_table(v: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    where = _cell_columns(v)
+    for _, r in v[v["matched"]].iterrows():
+        for stat, name in VERDICT_STATS.items():
+            rows.append(
+                {
+                    **{k: s[r.name] for k, s in where.items()},
+                    "control": label(CONTROL, r["control_variant"]),
+                    "statistic": name,
+                    "pairs": str(int(r[f"{stat}_n"])),
+                    "Δ mean [95% CI]": _interval(
+                        r[f"{stat}_diff"], r[f"{stat}_diff_low"], r[f"{stat}_diff_high"], signed=True
+                    ),
+                    "p (paired t)": fmt(r[f"{stat}_p"]),
+                    "p (sign-flip)": fmt(r[f"{stat}_p_exact"]),
+                    "p (Holm)": fmt(r[f"{stat}_p_holm"]),
+                    "d_z": fmt(r[f"{stat}_dz"]),
+                    "detectable Δ": fmt(r[f"{stat}_mdd"]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    cols = _cell_columns(summary)
+    cols["seeds"] = summary["n_seeds"].astype(str)
+    for stat, name in STATS.items():
+        cols[name] = [
+            _interval(r[f"{stat}_mean"], r[f"{stat}_ci_low"], r[f"{stat}_ci_high"])
+            for _, r in summary.iterrows()
+        ]
+    return pd.DataFrame(cols)
+
+
+def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "scenario": fits["scenario"],
+            "group": fits["group"],
+            "points": fits["n"].astype(str),
+            "a": [fmt(x) for x in fits["a"]],
+            "b": [fmt(x) for x in fits["b"]],
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------- the report
+
+
+def method_note(v: pd.DataFrame) -> str:
+    m = int(v["matched"].sum()) if not v.empty else 0
+    return (
+        "Each method is compared with its matched control: the grpo cell whose config is identical except the "
+        "method's own knobs (clip_higher's ε_high and clip_cov's clipping are their mechanism, so theirs), "
+        "paired by seed. "
+        "Δ = method − control per paired seed; 95% paired t-interval; p from the paired t-test, "
+        f"Holm-corrected per statistic across the {m} matched method{'s' if m != 1 else ''} of this report; ✔ marks a corrected "
+        f"p < {ALPHA:g}, and only those are called clear. Detectable Δ: the smallest true difference the "
+        f"paired t-test would find with {POWER:.0%} power at level {ALPHA:g}/{max(m, 1)} (Holm's strictest "
+        "step), given the spread of the paired differences. The exact sign-flip test cannot go below 2/2ⁿ "
+        "with n paired seeds (0.25 with 3). Cell intervals in the full table: 95% percentile bootstrap over "
+        "seeds (exact for ≤ 8 seeds); they stay within the seeds' range, so rates stay in [0, 1] and "
+        "positive quantities above 0, and with 3 seeds they span about the seeds' min..max."
+    )
+
+
+def notes(runs: Runs, left_out: list[str]) -> list[str]:
+    out = []
+    if left_out:
+        out.append(f"Left out (not finished; --include-partial to add them): {', '.join(left_out)}.")
+    if runs.unidentified:
+        out.append(f"Not read (no identity in meta.json, no config.yaml): {', '.join(runs.unidentified)}.")
+    for run, lines in sorted(runs.damaged.items()):
+        shown = ", ".join(map(str, lines[:10])) + (", …" if len(lines) > 10 else "")
+        out.append(f"{run}: {len(lines)} unreadable metrics.jsonl line(s) skipped (line {shown}).")
+    return out
+
+
+def sections(
+    title: str,
+    runs: Runs,
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    v: pd.DataFrame,
+    sentences: list[str],
+    figures: list[tuple[str, str]],
+    fits: pd.DataFrame,
+    left_out: list[str],
+) -> list[Section]:
+    out: list[Section] = [
+        Heading(title, 1),
+        Paragraph(
+            f"{frame['run'].nunique()} runs; {len(summary)} cells (task × scenario × method × variant)."
+        ),
+        *(Paragraph(n) for n in notes(runs, left_out)),
+        Heading("Verdict: each method against its matched grpo control"),
+    ]
+    if v.empty:
+        out.append(Paragraph("No method other than grpo among these runs: nothing to compare."))
+    else:
+        out += [Table(verdict_table(v)), Paragraph(method_note(v))]
+        if v["matched"].any():
+            out += [
+                Heading("Resolution: the smallest differences these seeds can detect"),
+                Table(resolution_table(v)),
+            ]
+    out += [Heading("Findings"), Bullets(tuple(sentences) or ("(not enough runs for findings)",))]
+    key = [f for f in figures if f[0] in KEY_FIGURES]
+    if key:
+        out += [Heading("Key figures"), *(Figure(*f) for f in key)]
+    out += [Heading("Full tables"), Heading("Per cell: seed mean [95% bootstrap interval over seeds]", 3)]
+    out.append(Table(summary_table(summary)))
+    if not v.empty and v["matched"].any():
+        out += [Heading("Paired differences against the matched control", 3), Table(differences_table(v))]
+    out += [
+        Heading("Entropy–accuracy fit", 3),
+        Paragraph(
+            "Cui et al. (2025): R = −a·exp(H) + b, fitted to (entropy/mean, val/pass@1) at eval steps."
+        ),
+        Table(fit_table(fits)) if not fits.empty else Paragraph("(no eval steps with entropy to fit)"),
+    ]
+    rest = [f for f in figures if f[0] not in KEY_FIGURES]
+    if rest:
+        out += [Heading("More figures"), *(Figure(*f) for f in rest)]
+    return out
+
+
+def _csv(df: pd.DataFrame, path: Path) -> None:
+    df.to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
+
+
+def write_report(
+    runs: Runs, out: str | Path, *, title: str = "steerbench comparison", include_partial: bool = False
+) -> dict:
+    """Write summary.csv, runs.csv, verdicts.csv, report.md, report.html and the PNG figures into ``out``.
+
+    Only finished runs are summarised unless ``include_partial``; the others are listed in the report.
+    Returns ``{"summary", "verdicts" (DataFrames), "files" (sorted names), "findings" (sentences),
+    "left_out" (runs), "damaged" (run → line numbers)}``.
+    """
+    frame, left_out = (runs.frame, []) if include_partial else finished_only(runs.frame)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(frame)
+    per_run = run_stats(frame).sort_values("run", kind="mergesort")
+    v = verdicts(per_run, runs.configs)
+    _csv(summary, out / "summary.csv")
+    _csv(per_run, out / "runs.csv")
+    _csv(v, out / "verdicts.csv")
+    figures = plots.make_figures(frame, out)
+    fits = plots.entropy_accuracy_fits(frame)
+    sentences = findings(summary, v)
+    body = sections(title, runs, frame, summary, v, sentences, figures, fits, left_out)
+    (out / "report.md").write_text(to_markdown(body))
+    (out / "report.html").write_text(to_html(body, title, out))
+    files = sorted(
+        ["summary.csv", "runs.csv", "verdicts.csv", "report.md", "report.html", *(n for n, _ in figures)]
+    )
+    return {
+        "summary": summary,
+        "verdicts": v,
+        "files": files,
+        "findings": sentences,
+        "left_out": left_out,
+        "damaged": dict(runs.damaged),
+    }
