@@ -6,8 +6,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from steerbench.errors import UsageError
 
-class MethodError(ValueError):
+
+class MethodError(UsageError):
     """Bad input to a method: unknown name or knob, out-of-range value, malformed tensors."""
 
 

@@ -1,4 +1,9 @@
-"""The ``steerbench`` command line. Each subcommand lives in ``steerbench/commands/<name>.py``."""
+"""The ``steerbench`` command line. Each subcommand lives in ``steerbench/commands/<name>.py``.
+
+A command module imports only typer, rich and the standard library at module level and does its real
+imports (torch, Hydra, pandas, the trainer) inside the command function, so ``steerbench --help`` and
+``steerbench methods`` start without torch (tests/test_imports.py checks both).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import typer
 from rich.console import Console
 
 from steerbench.errors import RunFailed, UsageError
-from steerbench.methods import MethodError
 
 app = typer.Typer(
     name="steerbench",
@@ -42,7 +46,7 @@ _register_commands()
 def main() -> None:
     try:
         app()  # standalone: click prints its own usage errors and exits 2
-    except (UsageError, MethodError) as exc:
+    except UsageError as exc:  # MethodError (bad method name or knob) is a UsageError too
         err.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
     except RunFailed as exc:

@@ -13,20 +13,9 @@ def methods_command(
     as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON for machines."),
 ) -> None:
     """List every entropy intervention: name, kind, knobs with defaults, formula and source."""
-    from steerbench.methods import REGISTRY
+    from steerbench.method_catalog import rows as method_rows
 
-    rows = [
-        {
-            "name": spec.name,
-            "kind": spec.kind,
-            "knobs": spec.knobs(),
-            "needs": list(spec.needs),
-            "summary": spec.summary,
-            "source": spec.source,
-        }
-        for spec in REGISTRY.values()
-    ]
-    rows.sort(key=lambda r: r["name"])
+    rows = method_rows()
     if as_json:
         typer.echo(json.dumps(rows, indent=2, sort_keys=True))
         return

@@ -1,0 +1,196 @@
+"""The package's import structure: no cycles among steerbench's modules, a light command line."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from steerbench import method_catalog
+
+ROOT = Path(__file__).resolve().parents[1]
+# source folder → the package it installs as (pyproject's package-dir)
+PACKAGE_DIRS = {
+    "steerbench": "steerbench",
+    "methods": "steerbench.methods",
+    "analysis": "steerbench.analysis",
+    "experiments": "steerbench.experiments",
+}
+
+
+def module_files() -> dict[str, Path]:
+    """Dotted module name → source file, for every module steerbench installs."""
+    found = {}
+    for folder, package in PACKAGE_DIRS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = [package, *path.relative_to(ROOT / folder).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def import_time_statements(body: list[ast.stmt]):
+    """Import statements that run when the module is imported: module level, class bodies, and the
+    branches of module-level if/try/with, but not function bodies or ``if TYPE_CHECKING:`` blocks."""
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If):
+            if not _is_type_checking(node.test):
+                yield from import_time_statements(node.body)
+            yield from import_time_statements(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *[h.body for h in node.handlers]):
+                yield from import_time_statements(block)
+        elif isinstance(node, (ast.With, ast.ClassDef)):
+            yield from import_time_statements(node.body)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the steerbench modules it imports at import time. ``from pkg import name`` points at
+    ``pkg.name`` when that is a module, else at ``pkg``; a parent package's ``__init__`` is not an edge
+    (Python has it half-imported already when a submodule runs, so it cannot deadlock)."""
+    files = module_files()
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in import_time_statements(ast.parse(path.read_text(), str(path)).body):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+                continue
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                targets.add(sub if sub in files else base)
+        graph[name] = {t for t in targets if t in files and t != name}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (as a path a → … → a) per strongly connected component with more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def connect(v: str) -> None:  # Tarjan; the graph has ~60 nodes, recursion depth is fine
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return [_cycle_through(graph, set(c), c[0]) for c in components]
+
+
+def _cycle_through(graph: dict[str, set[str]], component: set[str], start: str) -> list[str]:
+    """The shortest path start → … → start inside one component (breadth-first)."""
+    parent: dict[str, str | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        following = []
+        for v in frontier:
+            for w in sorted(graph[v] & component):
+                if w == start:
+                    path = [v]
+                    while (up := parent[path[-1]]) is not None:
+                        path.append(up)
+                    return [*reversed(path), start]
+                if w not in parent:
+                    parent[w] = v
+                    following.append(w)
+        frontier = following
+    raise AssertionError(f"{start} is in a strongly connected component but on no cycle")
+
+
+def test_graph_sees_the_package():
+    graph = import_graph()
+    assert "steerbench.methods.steer" in graph and "steerbench.analysis.omega" in graph
+    assert "steerbench.methods.batch" in graph["steerbench.methods.steer"]  # from … import MethodError
+    assert "steerbench.methods.registry" in graph["steerbench.methods.steer"]
+    # imports inside functions are not edges: the CLI loads each command's machinery lazily
+    assert "steerbench.runner" not in graph["steerbench.commands.run"]
+
+
+def test_find_cycles_reports_a_cycle_as_a_path():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"d"}}
+    assert find_cycles(graph) == [["a", "b", "c", "a"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_among_steerbench_modules():
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycles (cut one edge of each):\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
+def _run_cli_fresh(*args: str) -> tuple[str, set[str]]:
+    """``steerbench ARGS`` in a fresh interpreter: its stdout and the modules it imported."""
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from steerbench.cli import main\n"
+        f"sys.argv = ['steerbench', *{list(args)!r}]\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "    main()\n"
+        "print(json.dumps({'out': out.getvalue(), 'modules': sorted(sys.modules)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.splitlines()[-1])
+    return result["out"], set(result["modules"])
+
+
+def test_help_does_not_import_torch():
+    out, loaded = _run_cli_fresh("--help")
+    assert "methods" in out and "validate-omega" in out  # the commands are all registered
+    assert "torch" not in loaded
+
+
+def test_methods_command_lists_the_registry_without_importing_torch():
+    out, loaded = _run_cli_fresh("methods", "--json")
+    assert "torch" not in loaded
+    assert json.loads(out) == json.loads(json.dumps(method_catalog.live_rows()))
+
+
+def test_method_catalog_matches_the_registry():
+    stored = json.loads(method_catalog.CATALOG.read_text(encoding="utf-8"))
+    regenerate = "methods/ changed: regenerate with `python -m steerbench.method_catalog`"
+    assert stored["sources"] == method_catalog.sources_digest(), regenerate
+    assert stored["methods"] == method_catalog.live_rows(), regenerate
+
+
+def test_stale_method_catalog_falls_back_to_the_registry(tmp_path):
+    stale = tmp_path / "catalog.json"
+    stale.write_text(json.dumps({"sources": "not-these-sources", "methods": [{"name": "gone"}]}))
+    assert method_catalog.rows(stale) == method_catalog.live_rows()
+    (tmp_path / "broken.json").write_text("{")
+    assert method_catalog.rows(tmp_path / "broken.json") == method_catalog.live_rows()
