@@ -41,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_grid_") as tmp:
         os.environ["STEERBENCH_CACHE"] = str(Path(tmp) / "cache")
         from steerbench.grid import build_spec, run_grid
-        from steerbench.launchers import cores
+        from steerbench.cell_launchers import cores
 
         seeds = ",".join(str(i) for i in range(args.cells))
 

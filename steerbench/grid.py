@@ -18,7 +18,7 @@ folder records the grid; running a different grid into the same folder is a usag
 (``meta.json`` status ``done``) are skipped; the others run (``execute`` resumes from the checkpoint).
 A failed cell does not stop the others; the caller reports them (exit code 1).
 
-Launchers (``launchers.py``): ``local`` (``--jobs N`` subprocesses of ``steerbench.grid_worker``),
+Launchers (``cell_launchers.py``): ``local`` (``--jobs N`` subprocesses of ``steerbench.grid_worker``),
 ``ray`` (one ``ray.remote`` task per cell) and ``slurm`` (one submitit job per cell).
 """
 
@@ -366,7 +366,7 @@ def run_grid(
     on_result=None,
 ) -> list[CellResult]:
     """Run every unfinished cell with the launcher; returns one result per cell (grid order)."""
-    from steerbench import launchers
+    from steerbench import cell_launchers as launchers
 
     if jobs < 1:
         raise UsageError(f"--jobs must be ≥ 1, got {jobs}")

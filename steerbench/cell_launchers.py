@@ -1,4 +1,5 @@
-"""Where grid cells run: ``local`` (a pool of worker processes), ``ray`` (tasks), ``slurm`` (submitit).
+"""Grid-cell launchers, where the cells of a grid run: ``local`` (a pool of worker processes),
+``ray`` (tasks), ``slurm`` (submitit). Not to be confused with ``verl.launcher``, how one verl job starts.
 
 Each launcher takes the cells to run and yields one ``CellResult`` per cell as it finishes. Every cell
 runs in its own process with torch limited to its share of the cores; the training itself is
