@@ -16,15 +16,27 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from steerbench.errors import UsageError
-from steerbench.grid import Cell, CellResult
 from steerbench.grid_worker import run_cell
+
+if TYPE_CHECKING:  # a type only: grid imports this module to run its cells
+    from steerbench.grid import Cell
+
+
+@dataclass
+class CellResult:
+    name: str
+    status: str  # done | skipped | failed
+    error: str = ""
+    seconds: float = 0.0
+
 
 OnResult = Callable[[CellResult], None] | None
 WORK_DIR = ".grid"  # per-cell payloads, results and logs, inside the grid folder

@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from steerbench import cell_launchers
+from steerbench.cell_launchers import CellResult
 from steerbench.errors import UsageError
 
 GRID_KEYS = ("name", "description", "methods", "scenarios", "seeds", "steps", "overrides")
@@ -338,14 +340,6 @@ def check_manifest(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], *, wri
         os.replace(tmp, path)
 
 
-@dataclass
-class CellResult:
-    name: str
-    status: str  # done | skipped | failed
-    error: str = ""
-    seconds: float = 0.0
-
-
 def plan(spec: GridSpec, out: Path | str = DEFAULT_OUT) -> tuple[Path, list[Cell]]:
     """Validate the grid and return its folder and cells (nothing is written)."""
     grid_dir = Path(out).resolve() / spec.name
@@ -366,12 +360,10 @@ def run_grid(
     on_result=None,
 ) -> list[CellResult]:
     """Run every unfinished cell with the launcher; returns one result per cell (grid order)."""
-    from steerbench import cell_launchers as launchers
-
     if jobs < 1:
         raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
-    if launcher not in launchers.LAUNCHERS:
-        raise UsageError(f"--launcher {launcher!r} is unknown; choose {', '.join(launchers.LAUNCHERS)}")
+    if launcher not in cell_launchers.LAUNCHERS:
+        raise UsageError(f"--launcher {launcher!r} is unknown; choose {', '.join(cell_launchers.LAUNCHERS)}")
     grid_dir, cells = plan(spec, out)
     check_manifest(grid_dir, spec, cells, write=True)
     results: dict[str, CellResult] = {}
@@ -382,7 +374,7 @@ def run_grid(
         else:
             todo.append(cell)
     if todo:
-        run = launchers.LAUNCHERS[launcher]
+        run = cell_launchers.LAUNCHERS[launcher]
         kwargs: dict[str, Any] = {"jobs": jobs, "progress": progress, "on_result": on_result}
         if launcher == "ray":
             kwargs["address"] = ray_address

@@ -38,33 +38,36 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def import_time_statements(body: list[ast.stmt]):
-    """Import statements that run when the module is imported: module level, class bodies, and the
-    branches of module-level if/try/with, but not function bodies or ``if TYPE_CHECKING:`` blocks."""
+def import_statements(body: list, deferred: bool):
+    """The import statements in ``body`` that run when the module is imported (module level, class
+    bodies, module-level if/try/with/for branches), plus, with ``deferred``, those inside functions.
+    ``if TYPE_CHECKING:`` blocks never run, so they never count."""
     for node in body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
-        elif isinstance(node, ast.If):
-            if not _is_type_checking(node.test):
-                yield from import_time_statements(node.body)
-            yield from import_time_statements(node.orelse)
-        elif isinstance(node, ast.Try):
-            for block in (node.body, node.orelse, node.finalbody, *[h.body for h in node.handlers]):
-                yield from import_time_statements(block)
-        elif isinstance(node, (ast.With, ast.ClassDef)):
-            yield from import_time_statements(node.body)
+            continue
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            yield from import_statements(node.orelse, deferred)
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not deferred:
+            continue
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                yield from import_statements(block, deferred)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Module → the steerbench modules it imports at import time. ``from pkg import name`` points at
-    ``pkg.name`` when that is a module, else at ``pkg``; a parent package's ``__init__`` is not an edge
-    (Python has it half-imported already when a submodule runs, so it cannot deadlock)."""
+def import_graph(deferred: bool = False) -> dict[str, set[str]]:
+    """Module → the steerbench modules it imports at import time (with ``deferred``: also inside its
+    functions). ``from pkg import name`` points at ``pkg.name`` when that is a module, else at ``pkg``;
+    a parent package's ``__init__`` is not an edge (Python has it half-imported already when a
+    submodule runs, so it cannot deadlock)."""
     files = module_files()
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets: set[str] = set()
-        for node in import_time_statements(ast.parse(path.read_text(), str(path)).body):
+        for node in import_statements(ast.parse(path.read_text(), str(path)).body, deferred):
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
                 continue
@@ -77,6 +80,24 @@ def import_graph() -> dict[str, set[str]]:
                 targets.add(sub if sub in files else base)
         graph[name] = {t for t in targets if t in files and t != name}
     return graph
+
+
+def subpackage_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph folded onto steerbench's subpackages (local, verl, methods, analysis, …);
+    the top-level modules (cli, config, runner, …) are the hub that wires them and are left out."""
+    files = module_files()
+
+    def subpackage(module: str) -> str | None:
+        package = module if files[module].name == "__init__.py" else module.rpartition(".")[0]
+        return package if package != "steerbench" else None
+
+    folded: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        if (source := subpackage(module)) is not None:
+            folded.setdefault(source, set()).update(
+                t for t in map(subpackage, targets) if t is not None and t != source
+            )
+    return folded
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -139,8 +160,11 @@ def test_graph_sees_the_package():
     assert "steerbench.methods.steer" in graph and "steerbench.analysis.omega" in graph
     assert "steerbench.methods.batch" in graph["steerbench.methods.steer"]  # from … import MethodError
     assert "steerbench.methods.registry" in graph["steerbench.methods.steer"]
-    # imports inside functions are not edges: the CLI loads each command's machinery lazily
+    # imports inside functions are edges only when asked for: the CLI loads each command's machinery lazily
     assert "steerbench.runner" not in graph["steerbench.commands.run"]
+    assert "steerbench.runner" in import_graph(deferred=True)["steerbench.commands.run"]
+    # a TYPE_CHECKING import never runs
+    assert "steerbench.grid" not in import_graph(deferred=True)["steerbench.cell_launchers"]
 
 
 def test_find_cycles_reports_a_cycle_as_a_path():
@@ -149,9 +173,39 @@ def test_find_cycles_reports_a_cycle_as_a_path():
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
+def _cycles_message(cycles: list[list[str]]) -> str:
+    return "import cycles (cut one edge of each):\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
 def test_no_import_cycles_among_steerbench_modules():
     cycles = find_cycles(import_graph())
-    assert not cycles, "import cycles (cut one edge of each):\n" + "\n".join(" → ".join(c) for c in cycles)
+    assert not cycles, _cycles_message(cycles)
+
+
+# Cycles through imports inside functions (legal Python, but two modules that need each other are one
+# module in two files). Each entry is a known one, owned elsewhere, to cut; remove it once cut.
+KNOWN_DEFERRED_CYCLES = [
+    # analysis/plots.py imports compare's private _col at module level; compare.write_report imports plots
+    ["steerbench.analysis.compare", "steerbench.analysis.plots", "steerbench.analysis.compare"],
+]
+KNOWN_SUBPACKAGE_CYCLES = [
+    # local.trainer → analysis.in_training (in-training Ω), analysis.rollouts → local.sampler
+    ["steerbench.analysis", "steerbench.local", "steerbench.analysis"],
+]
+
+
+def test_no_new_import_cycles_through_imports_inside_functions():
+    cycles = find_cycles(import_graph(deferred=True))
+    assert cycles == KNOWN_DEFERRED_CYCLES, (
+        _cycles_message(cycles) + "\n(update KNOWN_DEFERRED_CYCLES only to remove)"
+    )
+
+
+def test_no_new_cycles_between_subpackages():
+    cycles = find_cycles(subpackage_graph(import_graph(deferred=True)))
+    assert cycles == KNOWN_SUBPACKAGE_CYCLES, (
+        _cycles_message(cycles) + "\n(update KNOWN_SUBPACKAGE_CYCLES only to remove)"
+    )
 
 
 def _run_cli_fresh(*args: str) -> tuple[str, set[str]]:
