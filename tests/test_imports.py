@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from steerbench import method_catalog
+from steerbench.cli import extra_providing
 
 ROOT = Path(__file__).resolve().parents[1]
 # source folder → the package it installs as (pyproject's package-dir)
@@ -248,3 +251,56 @@ def test_stale_method_catalog_falls_back_to_the_registry(tmp_path):
     assert method_catalog.rows(stale) == method_catalog.live_rows()
     (tmp_path / "broken.json").write_text("{")
     assert method_catalog.rows(tmp_path / "broken.json") == method_catalog.live_rows()
+
+
+# Modules that only pip extras install (pyproject.toml); `steerbench run` must work without any of them.
+OPTIONAL_MODULES = (
+    "pandas",
+    "pyarrow",
+    "matplotlib",
+    "scipy",
+    "wandb",
+    "ray",
+    "submitit",
+    "transformers",
+    "verl",
+)
+
+
+def test_each_optional_module_names_the_extra_that_installs_it():
+    assert [extra_providing(m) for m in ("scipy", "pandas", "wandb", "ray", "submitit", "verl")] == [
+        "analysis",
+        "analysis",
+        "wandb",
+        "ray",
+        "slurm",
+        "verl",
+    ]
+    assert extra_providing("pytest") == "dev"  # dev only when no narrower extra has it
+    assert extra_providing("torch") is None and extra_providing("no_such_module") is None  # core / unknown
+
+
+def _cli_without(modules: tuple[str, ...], *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``steerbench ARGS`` in a fresh interpreter in which importing any of ``modules`` fails."""
+    script = (
+        "import sys\n"
+        f"sys.modules.update(dict.fromkeys({list(modules)!r}))\n"  # None: `import x` raises ModuleNotFoundError
+        f"sys.argv = ['steerbench', *{list(args)!r}]\n"
+        "from steerbench.cli import main\n"
+        "main()\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd)
+
+
+def test_a_missing_extra_is_a_usage_error_that_names_it(tmp_path):
+    done = _cli_without(("scipy",), "compare", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'steerbench[analysis]'" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_run_needs_no_optional_extra(tmp_path):
+    small = ["trainer.steps=1", "warm_start.steps=2", "trainer.prompts_per_step=4", "trainer.eval_prompts=4"]
+    done = _cli_without(OPTIONAL_MODULES, "run", *small, "--out", str(tmp_path), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] == 1
