@@ -226,15 +226,19 @@ def _run_cli_fresh(*args: str) -> tuple[str, set[str]]:
     return result["out"], set(result["modules"])
 
 
+# What a command imports only once it runs, never to register or list itself.
+HEAVY_MODULES = {"torch", "numpy", "hydra", "pandas", "scipy", "matplotlib", "pyarrow"}
+
+
 def test_help_does_not_import_torch():
     out, loaded = _run_cli_fresh("--help")
     assert "methods" in out and "validate-omega" in out  # the commands are all registered
-    assert "torch" not in loaded
+    assert not HEAVY_MODULES & loaded
 
 
 def test_methods_command_lists_the_registry_without_importing_torch():
     out, loaded = _run_cli_fresh("methods", "--json")
-    assert "torch" not in loaded
+    assert not HEAVY_MODULES & loaded
     assert json.loads(out) == json.loads(json.dumps(method_catalog.live_rows()))
 
 
