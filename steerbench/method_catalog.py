@@ -1,7 +1,8 @@
 """The method registry as plain data, readable without importing torch (for ``steerbench methods``).
 
-``method_catalog.json`` beside this file holds each method's name, kind, knobs with their defaults,
-needs, formula and source exactly as ``steerbench.methods.REGISTRY`` gives them, and a digest of the
+``method_catalog.json`` beside this file holds each method's name, kind, knobs with their defaults
+(clipping apart: the scenario's, but for the clipping a method owns), needs, formula and source
+exactly as ``steerbench.methods.REGISTRY`` gives them, and a digest of the
 ``methods/`` sources it was made from. ``rows()`` serves the file while that digest matches the
 installed sources and otherwise asks the live registry (importing torch): a stale catalogue is slow,
 never wrong. After editing ``methods/``, regenerate it (tests/test_imports.py fails until you do)::
@@ -33,13 +34,15 @@ def sources_digest() -> str:
 
 def live_rows() -> list[dict[str, Any]]:
     """One row per registered method, by name; knobs in the config dataclass's field order."""
+    from steerbench.clipping import CLIP_KNOBS
     from steerbench.methods import REGISTRY
 
     return [
         {
             "name": spec.name,
             "kind": spec.kind,
-            "knobs": spec.knobs(),
+            "knobs": {k: v for k, v in spec.knobs().items() if k not in CLIP_KNOBS},
+            "own_clipping": {k: spec.knobs()[k] for k in spec.own_clipping},
             "needs": list(spec.needs),
             "summary": spec.summary,
             "source": spec.source,

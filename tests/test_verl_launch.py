@@ -34,13 +34,14 @@ def test_every_method_and_scenario_composes_against_verl_and_converts(tmp_path, 
         assert f"actor_rollout_ref.actor.policy_loss.loss_mode=steerbench_{method}" in launch.overrides
         assert f"+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={PLUGIN_HOOK}" in launch.overrides
         assert "trainer.logger=[console,file]" in launch.overrides
-        if scenario == "extreme":
+        if scenario == "extreme" and method not in ("clip_higher", "clip_cov"):
             assert "actor_rollout_ref.actor.clip_ratio_low=0.99" in launch.overrides
             assert "actor_rollout_ref.actor.clip_ratio_high=5.0" in launch.overrides
+            assert "actor_rollout_ref.actor.clip_ratio_c=10.0" in launch.overrides
 
 
 def test_paper_preset_mirrors_the_steer_release(tmp_path):
-    launch = build_verl_launch(cfg("steer", out=str(tmp_path / "r"), seed=3))
+    launch = build_verl_launch(cfg("steer", "release", out=str(tmp_path / "r"), seed=3))
     o = launch.overrides
     for expected in (
         "data.train_batch_size=512",

@@ -98,6 +98,7 @@ def test_every_method_through_verl_registry_equals_steerbench_methods(method):
         if "entropy_grad" in REGISTRY[method].needs:  # in verl the shim hands over the forward's entropy
             entropy = entropy.clone().requires_grad_(True)
         extra["entropy"] = entropy
+        extra["old_entropy"] = 0.5 * entropy.detach()  # π_old's, as the shim reads it from the batch
     if needs.ref_log_prob:
         extra["ref_log_prob"] = ref
     torch.manual_seed(0)
@@ -109,6 +110,7 @@ def test_every_method_through_verl_registry_equals_steerbench_methods(method):
         response_mask=mask,
         entropy=entropy if needs.entropy else None,
         ref_log_prob=ref if needs.ref_log_prob else None,
+        old_entropy=extra.get("old_entropy"),
     )
     expected_knobs = {k: v for k, v in {**REGISTRY[method].knobs(), **knobs}.items() if v is not None}
     expected_knobs.pop("norm_adv_by_std", None)
@@ -250,7 +252,11 @@ def test_policy_loss_config_subclass_carries_every_knob_and_converts():
         "linear",
         1.2,
     )
-    assert (cfg.clip_ratio_low, cfg.clip_ratio_high, cfg.clip_ratio_c) == (0.2, 0.28, 10.0)
+    assert (cfg.clip_ratio_low, cfg.clip_ratio_high, cfg.clip_ratio_c) == (
+        0.2,
+        0.2,
+        3.0,
+    )  # the standard scenario
     assert sv.knobs_from_actor_config("steer", cfg, cfg.loss_agg_mode)["lambda_min"] == 0.5
 
 

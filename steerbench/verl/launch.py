@@ -18,7 +18,8 @@ dataclasses (``omega_conf_to_dataclass``, which is where unknown ``policy_loss``
 and the loss/estimator names are checked in verl's registries after loading the plug-in. Any failure
 raises :class:`steerbench.errors.UsageError` naming the problem.
 
-Config precedence for the method's knobs: method defaults < scenario (``extreme`` sets ε) < ``knobs``.
+Config precedence for the method's knobs: method defaults < scenario clipping (except a method's own
+clipping rule, see ``steerbench/clipping.py``) < ``knobs``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steerbench.clipping import CLIP_KNOBS, effective_clipping, scenario_table
 from steerbench.errors import UsageError
 
 PLUGIN_HOOK = "steerbench.verl_plugin.register"
@@ -42,12 +44,10 @@ REWARD_PATH = str(Path(__file__).resolve().with_name("reward.py"))
 REWARD_NAME = "compute_score_with_acc"
 LAUNCHERS = ("local", "ray", "slurm")
 
-# scenario → knob overrides and reward mode; "standard" keeps each method's own clipping
-# (ε 0.2/0.2 for the baseline; clip_higher and steer declare 0.2/0.28).
+# scenario → its clipping knobs and reward mode, from experiments/scenario/*.yaml (steerbench/clipping.py)
 SCENARIOS: dict[str, dict[str, Any]] = {
-    "standard": {"knobs": {}, "random_reward": False},
-    "extreme": {"knobs": {"clip_low": 0.99, "clip_high": 5.0}, "random_reward": False},
-    "random_reward": {"knobs": {}, "random_reward": True},
+    name: {"knobs": {k: block[k] for k in CLIP_KNOBS}, "random_reward": block["random_reward"]}
+    for name, block in scenario_table().items()
 }
 
 # The STEER release's training setup (Qwen2.5-Math-7B, 8×H20), as verl 0.9.1 overrides.
@@ -75,7 +75,7 @@ PAPER_PRESET: dict[str, Any] = {
     "trainer.resume_mode": "auto",
 }
 PRESETS = {"paper": PAPER_PRESET, "none": {}}
-# the release's clipping for STEER: ε 0.2/0.28, dual clip c = 10 (steer's own defaults already say so)
+# the release's clipping (ε 0.2/0.28, c = 10) is the ``release`` scenario, for every method
 
 
 @dataclass
@@ -195,11 +195,11 @@ def resolve_method(cfg: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
 
 
 def resolved_knobs(method: str, knobs: dict[str, Any], scenario: dict[str, Any]) -> dict[str, Any]:
-    """Method defaults < scenario < user knobs, validated by the method's typed config."""
+    """Method defaults < scenario clipping (steerbench.clipping) < user knobs, validated by the typed config."""
     from steerbench.methods import REGISTRY, MethodError
 
     spec = REGISTRY[method]
-    merged = {**spec.knobs(), **scenario.get("knobs", {}), **knobs}
+    merged = {**spec.knobs(), **knobs, **effective_clipping(method, scenario.get("knobs", {}), knobs)}
     try:
         spec.make_config(**merged)
     except (MethodError, TypeError) as exc:
