@@ -40,8 +40,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_grid_") as tmp:
         os.environ["STEERBENCH_CACHE"] = str(Path(tmp) / "cache")
+        from steerbench.cell_launchers import cores
         from steerbench.grid import build_spec, run_grid
-        from steerbench.launchers import cores
 
         seeds = ",".join(str(i) for i in range(args.cells))
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from steerbench.errors import UsageError
+
 # the unit a per-group statistic is taken over (STEER's max|Ω|, Clip-Cov's covariance)
 UNITS = ("microbatch", "batch")
 
 
-class MethodError(ValueError):
+class MethodError(UsageError):
     """Bad input to a method: unknown name or knob, out-of-range value, malformed tensors."""
 
 

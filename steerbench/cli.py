@@ -1,14 +1,20 @@
-"""The ``steerbench`` command line. Each subcommand lives in ``steerbench/commands/<name>.py``."""
+"""The ``steerbench`` command line. Each subcommand lives in ``steerbench/commands/<name>.py``.
+
+A command module imports only typer, rich and the standard library at module level and does its real
+imports (torch, Hydra, pandas, the trainer) inside the command function, so ``steerbench --help`` and
+``steerbench methods`` start without torch (tests/test_imports.py checks both).
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from steerbench.errors import RunFailed, UsageError
-from steerbench.methods import MethodError
 
 app = typer.Typer(
     name="steerbench",
@@ -39,14 +45,41 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def extra_providing(module: str) -> str | None:
+    """The pip extra of steerbench that installs ``module`` (from the installed metadata, so
+    pyproject.toml stays the one list); None if no extra does. ``dev`` only if nothing narrower."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        requirements = requires("steerbench") or []
+    except PackageNotFoundError:
+        return None
+    extras = []
+    for requirement in requirements:
+        name, _, marker = requirement.partition(";")
+        extra = re.search(r"extra == \"([^\"]+)\"", marker)
+        if extra and re.split(r"[\[<>=!~ ]", name.strip(), maxsplit=1)[0].replace("-", "_") == module:
+            extras.append(extra.group(1))
+    return min(extras, key=lambda e: e == "dev", default=None)
+
+
 def main() -> None:
     try:
         app()  # standalone: click prints its own usage errors and exits 2
-    except (UsageError, MethodError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+    except UsageError as exc:  # MethodError (bad method name or knob) is a UsageError too
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        extra = extra_providing((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        err.print(
+            f"[bold red]error:[/] this command needs {exc.name}: "
+            + escape(f"pip install 'steerbench[{extra}]'")
+        )
         sys.exit(2)
     except RunFailed as exc:
-        err.print(f"[bold red]run failed:[/] {exc}")
+        err.print(f"[bold red]run failed:[/] {escape(str(exc))}")
         sys.exit(1)
 
 

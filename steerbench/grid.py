@@ -18,7 +18,7 @@ folder records the grid; running a different grid into the same folder is a usag
 (``meta.json`` status ``done``) are skipped; the others run (``execute`` resumes from the checkpoint).
 A failed cell does not stop the others; the caller reports them (exit code 1).
 
-Launchers (``launchers.py``): ``local`` (``--jobs N`` subprocesses of ``steerbench.grid_worker``),
+Launchers (``cell_launchers.py``): ``local`` (``--jobs N`` subprocesses of ``steerbench.grid_worker``),
 ``ray`` (one ``ray.remote`` task per cell) and ``slurm`` (one submitit job per cell).
 """
 
@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from steerbench import cell_launchers
+from steerbench.cell_launchers import CellResult
 from steerbench.errors import UsageError
 
 GRID_KEYS = ("name", "description", "methods", "scenarios", "seeds", "steps", "overrides")
@@ -342,14 +344,6 @@ def check_manifest(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], *, wri
         os.replace(tmp, path)
 
 
-@dataclass
-class CellResult:
-    name: str
-    status: str  # done | skipped | failed
-    error: str = ""
-    seconds: float = 0.0
-
-
 def plan(spec: GridSpec, out: Path | str = DEFAULT_OUT) -> tuple[Path, list[Cell]]:
     """Validate the grid and return its folder and cells (nothing is written)."""
     grid_dir = Path(out).resolve() / spec.name
@@ -370,12 +364,10 @@ def run_grid(
     on_result=None,
 ) -> list[CellResult]:
     """Run every unfinished cell with the launcher; returns one result per cell (grid order)."""
-    from steerbench import launchers
-
     if jobs < 1:
         raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
-    if launcher not in launchers.LAUNCHERS:
-        raise UsageError(f"--launcher {launcher!r} is unknown; choose {', '.join(launchers.LAUNCHERS)}")
+    if launcher not in cell_launchers.LAUNCHERS:
+        raise UsageError(f"--launcher {launcher!r} is unknown; choose {', '.join(cell_launchers.LAUNCHERS)}")
     grid_dir, cells = plan(spec, out)
     check_manifest(grid_dir, spec, cells, write=True)
     results: dict[str, CellResult] = {}
@@ -386,7 +378,7 @@ def run_grid(
         else:
             todo.append(cell)
     if todo:
-        run = launchers.LAUNCHERS[launcher]
+        run = cell_launchers.LAUNCHERS[launcher]
         kwargs: dict[str, Any] = {"jobs": jobs, "progress": progress, "on_result": on_result}
         if launcher == "ray":
             kwargs["address"] = ray_address

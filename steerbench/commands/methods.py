@@ -17,22 +17,9 @@ def methods_command(
     Clipping (clip_low, clip_high, clip_c) comes from the run's scenario for every method, except the
     knobs a method owns because they are its mechanism (clip_higher's ε_high, clip_cov's recipe).
     """
-    from steerbench.clipping import CLIP_KNOBS
-    from steerbench.methods import REGISTRY
+    from steerbench.method_catalog import rows as method_rows
 
-    rows = [
-        {
-            "name": spec.name,
-            "kind": spec.kind,
-            "knobs": {k: v for k, v in spec.knobs().items() if k not in CLIP_KNOBS},
-            "own_clipping": {k: spec.knobs()[k] for k in spec.own_clipping},
-            "needs": list(spec.needs),
-            "summary": spec.summary,
-            "source": spec.source,
-        }
-        for spec in REGISTRY.values()
-    ]
-    rows.sort(key=lambda r: r["name"])
+    rows = method_rows()
     if as_json:
         typer.echo(json.dumps(rows, indent=2, sort_keys=True))
         return

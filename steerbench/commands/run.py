@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -117,6 +116,8 @@ def run_command(
         print_dry_run(cfg, run_dir, as_json)
         return
     if dry_run:
+        from omegaconf import OmegaConf
+
         if as_json:
             typer.echo(json.dumps({"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)}, indent=2))
         else:

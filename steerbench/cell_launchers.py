@@ -1,4 +1,5 @@
-"""Where grid cells run: ``local`` (a pool of worker processes), ``ray`` (tasks), ``slurm`` (submitit).
+"""Grid-cell launchers, where the cells of a grid run: ``local`` (a pool of worker processes),
+``ray`` (tasks), ``slurm`` (submitit). Not to be confused with ``verl.launcher``, how one verl job starts.
 
 Each launcher takes the cells to run and yields one ``CellResult`` per cell as it finishes. Every cell
 runs in its own process with torch limited to its share of the cores; the training itself is
@@ -15,15 +16,27 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from steerbench.errors import UsageError
-from steerbench.grid import Cell, CellResult
 from steerbench.grid_worker import run_cell
+
+if TYPE_CHECKING:  # a type only: grid imports this module to run its cells
+    from steerbench.grid import Cell
+
+
+@dataclass
+class CellResult:
+    name: str
+    status: str  # done | skipped | failed
+    error: str = ""
+    seconds: float = 0.0
+
 
 OnResult = Callable[[CellResult], None] | None
 WORK_DIR = ".grid"  # per-cell payloads, results and logs, inside the grid folder
