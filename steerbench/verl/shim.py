@@ -27,8 +27,9 @@ loss_agg_mode, config, rollout_is_weights`` only, and an advantage estimator wit
   (blocking, so the next ``update_actor`` uses it). The λ per step is also kept in
   ``<trainer.default_local_dir>/steerbench_schedule.json``, so a resumed run continues its schedule.
 
-All are installed by :class:`steerbench trainers <make_shimmed_trainer>` registered with verl's public
-``register_trainer`` and selected by :class:`SteerbenchTaskRunner` (entry ``python -m steerbench.verl.main_ppo``).
+All are installed by the shimmed trainer (:func:`make_shimmed_trainer`), which
+:func:`install_shimmed_trainer` puts in verl's trainer registry under the *same* mode name (``sync`` stays
+``sync``) inside :class:`SteerbenchTaskRunner` (entry ``python -m steerbench.verl.main_ppo``).
 Everything checks :func:`steerbench.verl.compat.require_verl` first: another verl fails loudly.
 """
 
@@ -52,7 +53,7 @@ PPO_LOSS_INTERNALS = (
 )
 ADVANTAGE_INTERNALS = ("verl.trainer.ppo.v1.utils:compute_advantage",)
 TRAINER_INTERNALS = (
-    "verl.trainer.ppo.v1.trainer_base:register_trainer",
+    "verl.trainer.ppo.v1.trainer_base:TRAINER_REGISTRY",
     "verl.trainer.ppo.v1.trainer_base:get_trainer_cls",
     "verl.trainer.main_ppo:TaskRunnerV1",
 )
@@ -61,7 +62,6 @@ STEP_HOOK_INTERNALS = (
     "verl.trainer.ppo.v1.trainer_base:PPOTrainer.fit",
     "verl.trainer.ppo.v1.trainer_base:PPOTrainer._compute_old_log_prob",
 )
-SHIM_TRAINER_PREFIX = "steerbench+"
 ENTROPY_METRIC = "actor/entropy"
 SCHEDULE_FILE = "steerbench_schedule.json"
 
@@ -320,21 +320,29 @@ def make_shimmed_trainer(base: type) -> type:
     return SteerbenchTrainer
 
 
-def select_shimmed_trainer(config: Any) -> str:
-    """Register the shimmed twin of ``trainer.v1.trainer_mode`` and point the config at it (in place)."""
-    require_verl(*PPO_LOSS_INTERNALS, *ADVANTAGE_INTERNALS, *TRAINER_INTERNALS)
-    from omegaconf import open_dict
-    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, get_trainer_cls, register_trainer
+def trainer_class_for(config: Any) -> type:
+    """The shimmed trainer for ``config.trainer.v1.trainer_mode``, installed under that same name."""
+    return install_shimmed_trainer(str(config.trainer.v1.trainer_mode))
 
-    mode = str(config.trainer.v1.trainer_mode)
-    if mode.startswith(SHIM_TRAINER_PREFIX):
-        return mode
-    name = SHIM_TRAINER_PREFIX + mode
-    if name not in TRAINER_REGISTRY:
-        register_trainer(name)(make_shimmed_trainer(get_trainer_cls(mode)))
-    with open_dict(config):
-        config.trainer.v1.trainer_mode = name
-    return name
+
+def install_shimmed_trainer(mode: str) -> type:
+    """Make ``get_trainer_cls(mode)`` return the shimmed subclass of verl's trainer for ``mode``.
+
+    The mode name stays as it is: ``trainer_base.py`` branches on ``trainer.v1.trainer_mode == "sync"``
+    (replay buffer, ``gen_batch_size``, TransferQueue state in checkpoints), so a renamed mode would turn
+    the sync trainer into the async one. verl's ``register_trainer`` refuses to rebind a name, hence the
+    registry entry is replaced directly; this runs only in the TaskRunner process, which exists for one run.
+    """
+    require_verl(*PPO_LOSS_INTERNALS, *ADVANTAGE_INTERNALS, *TRAINER_INTERNALS)
+    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, get_trainer_cls
+
+    base = get_trainer_cls(mode)
+    if getattr(base, "_steerbench_shim", False):
+        return base
+    shimmed = make_shimmed_trainer(base)
+    shimmed._steerbench_shim = True  # type: ignore[attr-defined]
+    TRAINER_REGISTRY[mode] = shimmed
+    return shimmed
 
 
 def task_runner_class():
@@ -349,7 +357,7 @@ def task_runner_class():
         def run(self, config: Any):
             import steerbench.verl_plugin  # noqa: F401  (registers losses in this process too)
 
-            select_shimmed_trainer(config)
+            trainer_class_for(config)
             return super().run(config)
 
     return ray.remote(SteerbenchTaskRunner)
