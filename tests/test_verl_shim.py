@@ -109,33 +109,6 @@ def test_task_runner_is_verls_v1_runner_as_a_ray_actor_class():
     assert issubclass(runner.__ray_metadata__.modified_class, TaskRunnerV1.__ray_metadata__.modified_class)
 
 
-@pytest.mark.slow
-def test_setup_hook_registers_losses_inside_a_real_ray_worker():
-    import ray
-
-    @ray.remote
-    def registered() -> list[str]:
-        from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
-
-        return sorted(k for k in POLICY_LOSS_REGISTRY if k.startswith("steerbench_"))
-
-    ray.init(
-        num_cpus=1,
-        include_dashboard=False,
-        runtime_env={
-            "worker_process_setup_hook": "steerbench.verl_plugin.register",
-            "env_vars": {"VERL_USE_EXTERNAL_PLUGINS": "none"},  # prove the hook alone suffices
-        },
-    )
-    try:
-        names = ray.get(registered.remote(), timeout=300)
-    finally:
-        ray.shutdown()
-    from steerbench.methods import REGISTRY
-
-    assert names == sorted(f"steerbench_{m}" for m in REGISTRY)
-
-
 # ---- per-step knob schedules (pos_adv_reweight's λ) -------------------------------------------------
 
 SCHEDULES = ["constant", "stage", "epoch", "entropy_guided"]

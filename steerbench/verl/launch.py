@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from steerbench.errors import UsageError
+from steerbench.verl.hook import HOOK as PLUGIN_HOOK
 
-PLUGIN_HOOK = "steerbench.verl_plugin.register"
 REWARD_PATH = str(Path(__file__).resolve().with_name("reward.py"))
 REWARD_NAME = "compute_score_with_acc"
 LAUNCHERS = ("local", "ray", "slurm")
