@@ -10,7 +10,7 @@ pytest.importorskip("verl")
 
 from steerbench.errors import UsageError  # noqa: E402
 from steerbench.methods import REGISTRY  # noqa: E402
-from steerbench.verl.launch import PLUGIN_HOOK, SCENARIOS, build_verl_launch  # noqa: E402
+from steerbench.verl.launch import PLUGIN_HOOK, RAY_CLI, SCENARIOS, build_verl_launch  # noqa: E402
 
 BASE = {"model_path": "/models/tiny", "train_files": "train.parquet", "val_files": "val.parquet"}
 
@@ -128,14 +128,24 @@ def test_pos_adv_reweight_defaults_to_the_entropy_guided_schedule_on_verl(tmp_pa
     assert schedule.cfg.schedule == "entropy_guided" and schedule.cfg.weight == 0.0
 
 
-def test_ray_launcher_puts_hook_and_env_in_the_job_runtime_env(tmp_path):
-    launch = build_verl_launch(cfg("steer", out=str(tmp_path)), launcher="ray")
-    assert launch.command[:3] == ["ray", "job", "submit"]
+def test_ray_launcher_waits_ships_its_paths_and_relays_metrics(tmp_path):
+    launch = build_verl_launch(cfg("clip_higher", out=str(tmp_path)), launcher="ray")
+    assert launch.command[:5] == [*RAY_CLI, "job", "submit"]
+    assert "--no-wait" not in launch.command  # the job must finish before its steps are imported
+    assert launch.command[launch.command.index("--working-dir") + 1] == launch.job_dir
     runtime_env = json.loads(launch.command[launch.command.index("--runtime-env-json") + 1])
     assert runtime_env["worker_process_setup_hook"] == PLUGIN_HOOK
-    assert runtime_env["env_vars"]["VERL_FILE_LOGGER_PATH"] == launch.env["VERL_FILE_LOGGER_PATH"]
+    job_env = runtime_env["env_vars"]
+    assert job_env["VERL_FILE_LOGGER_PATH"] == "attempt-000.jsonl"  # relative: the job's cwd on the cluster
+    assert job_env["STEERBENCH_RELAY_METRICS"] == "1"
+    assert launch.log_path == str(tmp_path / "verl_logs" / "attempt-000.jsonl")  # where relayed lines land
+    assert "reward.custom_reward_function.path=pkg://steerbench.verl.reward" in launch.overrides
+    # what remains of this machine's paths: data and checkpoints, which must be on storage the cluster shares
+    local = sorted(o.split("=")[0] for o in launch.overrides if str(tmp_path) in o)
+    assert local == ["trainer.default_local_dir"]
     assert not any("worker_process_setup_hook" in o for o in launch.overrides)
-    assert launch.command[launch.command.index("--") + 1 :][1:3] == ["-m", "steerbench.verl.main_ppo"]
+    # every method goes through the shimmed TaskRunner on Ray: it relays the metrics
+    assert launch.command[launch.command.index("--") + 1 :][:3] == ["python", "-m", "steerbench.verl.main_ppo"]
 
 
 def test_slurm_launcher_writes_a_ray_on_slurm_script(tmp_path):
@@ -154,6 +164,10 @@ def test_slurm_launcher_writes_a_ray_on_slurm_script(tmp_path):
         "export VERL_FILE_LOGGER_PATH=",
     ):
         assert needle in script
+    import shlex
+    import sys
+
+    assert f"{shlex.quote(sys.executable)} -m verl.trainer.main_ppo" in script  # this environment's python
     launch.write_script()
     assert (tmp_path / "verl_attempt-000.sbatch").read_text() == script
 

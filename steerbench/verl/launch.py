@@ -37,10 +37,14 @@ from typing import Any
 
 from steerbench.errors import UsageError
 from steerbench.verl.hook import HOOK as PLUGIN_HOOK
+from steerbench.verl.relay import ENV_VAR as RELAY_ENV_VAR
 
-REWARD_PATH = str(Path(__file__).resolve().with_name("reward.py"))
+# verl's load_module imports "pkg://" paths by module name: resolved on the node that scores, not here
+REWARD_PATH = "pkg://steerbench.verl.reward"
 REWARD_NAME = "compute_score_with_acc"
 LAUNCHERS = ("local", "ray", "slurm")
+# the `ray` console script of this environment (a venv's bin/ need not be on PATH)
+RAY_CLI = (sys.executable, "-m", "ray.scripts.scripts")
 
 # scenario → knob overrides and reward mode; "standard" keeps each method's own clipping
 # (ε 0.2/0.2 for the baseline; clip_higher and steer declare 0.2/0.28).
@@ -86,7 +90,8 @@ class VerlLaunch:
     launcher: str = "local"
     script: str | None = None  # the sbatch script (slurm launcher)
     script_path: str | None = None
-    log_path: str = ""  # this attempt's VERL_FILE_LOGGER_PATH
+    log_path: str = ""  # this attempt's metrics file on this machine (local/slurm: VERL_FILE_LOGGER_PATH)
+    job_dir: str | None = None  # ray launcher: the job's working_dir (shipped to the cluster; the job's cwd)
     entry_module: str = "verl.trainer.main_ppo"
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -111,12 +116,38 @@ class VerlLaunch:
         os.replace(tmp, path)
 
     def run(self, check: bool = True):
-        """Start it (local: runs training in a subprocess; ray/slurm: submits). Returns CompletedProcess."""
+        """Run it to the end. local: training in a subprocess; ray: ``ray job submit`` (waits, streams the
+        job's logs; the relayed metrics land in ``log_path``); slurm: ``sbatch`` (returns once queued)."""
         import subprocess
 
         self.write_script()
         Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
-        return subprocess.run(self.command, env={**os.environ, **self.env}, check=check)
+        if self.launcher != "ray":
+            return subprocess.run(self.command, env={**os.environ, **self.env}, check=check)
+        assert self.job_dir is not None
+        Path(self.job_dir).mkdir(parents=True, exist_ok=True)
+        (Path(self.job_dir) / "launch.json").write_text(json.dumps(self.to_json(), indent=2))
+        return self._submit_ray_job(check)
+
+    def _submit_ray_job(self, check: bool):
+        import subprocess
+
+        from steerbench.runstore import atomic_write_bytes
+        from steerbench.verl.relay import collect
+
+        relayed: list[str] = []
+        with subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                relayed.extend(collect([line]))
+        if relayed:
+            atomic_write_bytes(Path(self.log_path), "".join(r + "\n" for r in relayed).encode())
+        if check and proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, self.command)
+        return subprocess.CompletedProcess(self.command, proc.returncode)
 
 
 def hydra_value(value: Any) -> str:
@@ -473,23 +504,30 @@ def build_verl_launch(
         "WANDB_MODE": str(_get(cfg, "wandb_mode", "offline" if _get(cfg, "wandb", False) else "disabled")),
         "PYTHONUNBUFFERED": "1",
     }
-    entry = "steerbench.verl.main_ppo" if facts["needs_shim"] else "verl.trainer.main_ppo"
-    py = python or ("python3" if launcher in ("ray", "slurm") else sys.executable)
+    entry = "steerbench.verl.main_ppo" if facts["needs_shim"] or launcher == "ray" else "verl.trainer.main_ppo"
+    # slurm runs on nodes that share this environment: the python steerbench runs in, not PATH's python3;
+    # a Ray job runs in the cluster's own environment, where `python` is the cluster's
+    py = python or ("python" if launcher == "ray" else sys.executable)
     run_cmd = [py, "-m", entry, *overrides]
-    script = script_path = None
+    script = script_path = job_dir = None
     if launcher == "local":
         command = run_cmd
     elif launcher == "ray":
-        runtime_env = {"worker_process_setup_hook": PLUGIN_HOOK, "env_vars": env}
+        # the job's cwd is its shipped working_dir on whichever node runs it: the file logger writes there,
+        # and the shimmed TaskRunner relays the lines back through the job's logs (steerbench.verl.relay)
+        job_dir = str(out / f"ray_job-{k:03d}")
+        job_env = {**env, "VERL_FILE_LOGGER_PATH": Path(log_path).name, RELAY_ENV_VAR: "1"}
+        runtime_env = {"worker_process_setup_hook": PLUGIN_HOOK, "env_vars": job_env}
         command = [
-            "ray",
+            *RAY_CLI,
             "job",
             "submit",
             "--address",
-            str(_get(cfg, "ray_address", "http://127.0.0.1:8265")),
+            str(_get(cfg, "ray_address") or "http://127.0.0.1:8265"),
+            "--working-dir",
+            job_dir,
             "--runtime-env-json",
             json.dumps(runtime_env, sort_keys=True),
-            "--no-wait",
             "--",
             *run_cmd,
         ]
@@ -505,6 +543,7 @@ def build_verl_launch(
         script=script,
         script_path=script_path,
         log_path=log_path,
+        job_dir=job_dir,
         entry_module=entry,
         meta={
             "method": facts["method"],

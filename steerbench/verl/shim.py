@@ -355,9 +355,16 @@ def task_runner_class():
 
     class SteerbenchTaskRunner(base):  # type: ignore[misc,valid-type]
         def run(self, config: Any):
+            import os
+
             import steerbench.verl_plugin  # noqa: F401  (registers losses in this process too)
+            from steerbench.verl.relay import ENV_VAR, relay_file
 
             trainer_class_for(config)
-            return super().run(config)
+            try:
+                return super().run(config)
+            finally:  # ray launcher: send the metrics back through the job's logs, also after a crash
+                if os.environ.get(ENV_VAR) and os.environ.get("VERL_FILE_LOGGER_PATH"):
+                    relay_file(os.environ["VERL_FILE_LOGGER_PATH"])
 
     return ray.remote(SteerbenchTaskRunner)
