@@ -145,7 +145,11 @@ def test_ray_launcher_waits_ships_its_paths_and_relays_metrics(tmp_path):
     assert local == ["trainer.default_local_dir"]
     assert not any("worker_process_setup_hook" in o for o in launch.overrides)
     # every method goes through the shimmed TaskRunner on Ray: it relays the metrics
-    assert launch.command[launch.command.index("--") + 1 :][:3] == ["python", "-m", "steerbench.verl.main_ppo"]
+    assert launch.command[launch.command.index("--") + 1 :][:3] == [
+        "python",
+        "-m",
+        "steerbench.verl.main_ppo",
+    ]
 
 
 def test_slurm_launcher_writes_a_ray_on_slurm_script(tmp_path):

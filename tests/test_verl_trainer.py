@@ -11,7 +11,9 @@ import logging
 import pytest
 
 pytest.importorskip("verl")
-pytest.importorskip("transfer_queue", reason="verl's v1 trainer needs the verl-core extra: pip install 'steerbench[verl]'")
+pytest.importorskip(
+    "transfer_queue", reason="verl's v1 trainer needs the verl-core extra: pip install 'steerbench[verl]'"
+)
 
 from verl_helpers import tiny_run_inputs  # noqa: E402
 
@@ -39,11 +41,11 @@ def verl_config(inputs, method="steer", **extra):
 
 def test_shimmed_trainer_is_verls_sync_trainer_with_its_sync_semantics(inputs, caplog):
     """trainer_base.py branches on trainer_mode == "sync": replay buffer, gen_batch_size, TQ checkpoint state."""
-    import steerbench.verl_plugin  # noqa: F401
     from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
     from verl.trainer.ppo.v1.trainer_base import get_trainer_cls
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+    import steerbench.verl_plugin  # noqa: F401
     from steerbench.verl.shim import trainer_class_for
 
     config = verl_config(inputs)

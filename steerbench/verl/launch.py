@@ -504,7 +504,9 @@ def build_verl_launch(
         "WANDB_MODE": str(_get(cfg, "wandb_mode", "offline" if _get(cfg, "wandb", False) else "disabled")),
         "PYTHONUNBUFFERED": "1",
     }
-    entry = "steerbench.verl.main_ppo" if facts["needs_shim"] or launcher == "ray" else "verl.trainer.main_ppo"
+    entry = (
+        "steerbench.verl.main_ppo" if facts["needs_shim"] or launcher == "ray" else "verl.trainer.main_ppo"
+    )
     # slurm runs on nodes that share this environment: the python steerbench runs in, not PATH's python3;
     # a Ray job runs in the cluster's own environment, where `python` is the cluster's
     py = python or ("python" if launcher == "ray" else sys.executable)
