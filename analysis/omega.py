@@ -274,6 +274,7 @@ def measure_entropy_change(
         entropy=entropy if entropy_grad else entropy.detach(),
         group_index=batch.group_index,
         rewards=None if batch.rewards is None else batch.rewards.to(dtype),
+        old_entropy=entropy.detach(),  # π_old is the policy being stepped
     )
     loss = fn(pb)
     if not torch.isfinite(loss):

@@ -7,8 +7,25 @@ from dataclasses import dataclass, fields
 import torch
 
 
+# the unit a per-group statistic is taken over (STEER's max|Ω|, Clip-Cov's covariance)
+UNITS = ("microbatch", "batch")
+
+
 class MethodError(ValueError):
     """Bad input to a method: unknown name or knob, out-of-range value, malformed tensors."""
+
+
+def validate_unit(unit_knob: str, unit: str, size_knob: str, size: int) -> None:
+    if unit not in UNITS:
+        raise MethodError(f"{unit_knob}={unit!r} is unknown; choose one of {', '.join(UNITS)}")
+    if size < 1:
+        raise MethodError(f"{size_knob}={size} is out of range; it must be ≥ 1")
+
+
+def unit_slices(rows: int, unit: str, size: int) -> list[slice]:
+    """Row slices of one statistic each: consecutive micro-batches of ``size`` sequences, or one slice."""
+    step = size if unit == "microbatch" else rows
+    return [slice(start, start + step) for start in range(0, rows, step)]
 
 
 @dataclass
@@ -24,6 +41,8 @@ class PolicyBatch:
     ref_log_prob   log π_ref(o_t | s_t), for the KL penalty
     group_index    ``(batch,)`` integer id of the prompt group a sequence belongs to
     rewards        ``(batch,)`` scalar reward of each sequence
+    old_entropy    H(π_old(·|s_t)) at sampling time: full vocabulary, nats, sampling temperature, no
+                   gradient; fixed for every mini-batch of a step (STEER's release uses it)
     """
 
     log_prob: torch.Tensor
@@ -34,6 +53,7 @@ class PolicyBatch:
     ref_log_prob: torch.Tensor | None = None
     group_index: torch.Tensor | None = None
     rewards: torch.Tensor | None = None
+    old_entropy: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         shape = self.log_prob.shape

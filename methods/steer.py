@@ -15,9 +15,12 @@ Weights over a normalisation group (the release: one micro-batch of 8 sequences)
             all |Ω| equal → (λ_min + λ_max)/2
 
 The weights are constants that multiply the per-token loss after PPO clipping and dual clip, before
-aggregation; no renormalisation. The release runs ε_low=0.2, ε_high=0.28, c=10 (STEER + clip-higher),
-so those are this preset's clipping defaults. H is the *current* policy's entropy (detached); the
-release used the rollout-time entropy of π_old, identical on the first mini-batch of an on-policy step.
+aggregation; no renormalisation. Clipping comes from the scenario like every method's: the release ran
+ε_low=0.2, ε_high=0.28, c=10, which is the ``release`` scenario ("STEER as published").
+H is chosen by ``entropy``: ``rollout`` (default, the release) is π_old's entropy at sampling time
+(``PolicyBatch.old_entropy``), fixed for every mini-batch of the step; ``current`` is π_θ's (detached),
+recomputed each mini-batch. They agree on the first mini-batch of an on-policy step only. The metric
+``steer/entropy_<rollout|current>_mean`` names the one used.
 Source: STEER (zz-haooo/STEER b31df71), REFERENCES.md A.3, A.6 and C.1–C.7.
 """
 
@@ -29,21 +32,19 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch
+from steerbench.methods.batch import MethodError, PolicyBatch, unit_slices, validate_unit
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
 from steerbench.methods.surrogate import importance_ratio, ppo_loss
 
 MAPPINGS = ("exp", "linear")
 OMEGA_FORMS = ("release", "paper")
-GROUPS = ("microbatch", "batch")
+ENTROPY_SOURCES = ("rollout", "current")
 MIN_OMEGA_SCALE = 0.02  # the release's floor on max|Ω| in exp mode
 
 
 @dataclass
 class SteerConfig(GRPOConfig):
-    clip_high: float = 0.28  # the release's runs use clip-higher
-    clip_c: float = 10.0  # the release's dual-clip bound
     lambda_min: float = 0.8  # weight of the token with the largest |Ω| (release run_exp.sh)
     lambda_max: float | None = None  # None → 1.0 for exp, 1.2 for linear (release scripts)
     mapping: str = "exp"  # "exp" | "linear"
@@ -52,6 +53,7 @@ class SteerConfig(GRPOConfig):
         "microbatch"  # normalise max|Ω| over "microbatch" (group_size sequences) or the whole "batch"
     )
     group_size: int = 8  # sequences per micro-batch (the release's ppo_micro_batch_size_per_gpu)
+    entropy: str = "rollout"  # H in Ω: "rollout" (π_old's, as the release) | "current" (π_θ's, detached)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,10 +62,9 @@ class SteerConfig(GRPOConfig):
         validate_band(self.lambda_min, self.lambda_max, self.mapping)
         if self.omega not in OMEGA_FORMS:
             raise MethodError(f"omega={self.omega!r} is unknown; choose one of {', '.join(OMEGA_FORMS)}")
-        if self.group not in GROUPS:
-            raise MethodError(f"group={self.group!r} is unknown; choose one of {', '.join(GROUPS)}")
-        if self.group_size < 1:
-            raise MethodError(f"group_size={self.group_size} is out of range; it must be ≥ 1")
+        validate_unit("group", self.group, "group_size", self.group_size)
+        if self.entropy not in ENTROPY_SOURCES:
+            raise MethodError(f"entropy={self.entropy!r} is unknown; choose one of {', '.join(ENTROPY_SOURCES)}")
 
 
 def validate_band(lambda_min: float, lambda_max: float, mapping: str) -> None:
@@ -141,7 +142,7 @@ def token_weights(
     *,
     omega: str = "release",
     clip_low: float = 0.2,
-    clip_high: float = 0.28,
+    clip_high: float = 0.2,
 ) -> torch.Tensor:
     """STEER's detached per-token weights, normalised over all valid tokens of the tensors given."""
     validate_band(lambda_min, lambda_max, mapping)
@@ -171,23 +172,31 @@ def compute_omega(
     raise MethodError(f"omega={form!r} is unknown; choose one of {', '.join(OMEGA_FORMS)}")
 
 
+def steer_entropy(batch: PolicyBatch, source: str) -> torch.Tensor:
+    entropy = batch.old_entropy if source == "rollout" else batch.entropy
+    if entropy is None:
+        raise MethodError(
+            "steer with entropy='rollout' needs PolicyBatch.old_entropy (π_old's token entropy at sampling); "
+            "pass it, or set method.entropy=current to use the current policy's"
+        )
+    return entropy.detach()
+
+
 def steer_loss(batch: PolicyBatch, cfg: SteerConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    assert batch.entropy is not None and cfg.lambda_max is not None
+    assert cfg.lambda_max is not None
+    entropy = steer_entropy(batch, cfg.entropy)
     omega = compute_omega(
         cfg.omega,
         batch.advantages,
-        batch.entropy,
+        entropy,
         batch.old_log_prob,
         batch.log_prob,
         cfg.clip_low,
         cfg.clip_high,
     )
-    rows = batch.log_prob.shape[0]
-    step = cfg.group_size if cfg.group == "microbatch" else rows
     weights = torch.ones_like(omega)
     nonfinite = 0
-    for start in range(0, rows, step):
-        part = slice(start, start + step)
+    for part in unit_slices(batch.log_prob.shape[0], cfg.group, cfg.group_size):
         weights[part], bad = weights_from_omega(
             omega[part], batch.response_mask[part], cfg.lambda_min, cfg.lambda_max, cfg.mapping
         )
@@ -203,6 +212,7 @@ def steer_loss(batch: PolicyBatch, cfg: SteerConfig) -> tuple[torch.Tensor, dict
             "steer/weight_max": weights[valid].max().item(),
             "omega/abs_mean": masked_mean(finite_abs, m).item(),
             "omega/nonfinite": float(nonfinite),
+            f"steer/entropy_{cfg.entropy}_mean": masked_mean(entropy, m).item(),
         }
     )
     return loss, metrics
@@ -215,9 +225,9 @@ register(
         config=SteerConfig,
         loss=steer_loss,
         shaper=grpo_shaper,
-        source="STEER (zz-haooo/STEER b31df71, release code); ε 0.2/0.28, c=10",
+        source="STEER (zz-haooo/STEER b31df71, release code); the release's clipping is the release scenario",
         summary="w=clamp(exp(−k|Ω|),λ_min,1), k=−ln λ_min/max(max|Ω|,0.02), Ω=(A/π_old)π(1−π)(log π+H); "
-        "or linear min-max to [λ_min, λ_max]",
+        "or linear min-max to [λ_min, λ_max]; H = π_old's rollout entropy (entropy=rollout) or π_θ's",
         needs=("entropy",),
     )
 )

@@ -30,4 +30,5 @@ def random_batch(
         ref_log_prob=old - 0.1 * torch.rand(rows, cols, generator=g, dtype=torch.float64),
         group_index=torch.arange(rows) // 3,
         rewards=torch.randint(0, 2, (rows,), generator=g).to(torch.float64),
+        old_entropy=entropy.detach().clone(),  # on-policy first mini-batch: π_old's entropy is π_θ's
     )

@@ -32,21 +32,6 @@ def test_w_reinforce_gives_lambda_to_correct_and_minus_one_to_wrong():
     assert scaled[0, 0].item() == 0.5
 
 
-def test_unlikeliness_ranks_least_likely_correct_sample_zero():
-    rewards = torch.tensor([1.0, 1.0, 0.0, 1.0])
-    groups = torch.zeros(4, dtype=torch.long)
-    mask = torch.ones(4, 2)
-    old = torch.tensor([[-0.1, -0.1], [-3.0, -3.0], [-9.0, -9.0], [-1.0, -1.0]])
-    adv = compute_advantages("unlikeliness", rewards, groups, mask, old_log_prob=old, beta=0.25)
-    # correct samples by likelihood ascending: #1 (rank 0), #3 (rank 1), #0 (rank 2); G = 4
-    shaped = torch.tensor([1 - 0.25 * 2 / 4, 1.0, 0.0, 1 - 0.25 * 1 / 4])
-    expected = (shaped - shaped.mean()) / (shaped.std() + 1e-6)
-    assert torch.allclose(adv[:, 0], expected, atol=1e-6)
-    assert adv[1, 0] > adv[3, 0] > adv[0, 0]
-    with pytest.raises(MethodError, match="needs old_log_prob"):
-        compute_advantages("unlikeliness", rewards, groups, mask)
-
-
 def test_kl_k3_is_nonnegative_and_zero_at_the_reference():
     b = random_batch()
     assert torch.all(k3_kl(b.log_prob, b.ref_log_prob) >= 0)

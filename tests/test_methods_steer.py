@@ -67,7 +67,7 @@ def test_linear_weights_are_descending_min_max_and_midpoint_when_flat():
 
 def test_steer_with_unit_band_equals_grpo_exactly():
     b = random_batch(seed=4)
-    ours, _ = compute_policy_loss("steer", b, lambda_min=1.0, lambda_max=1.0, clip_high=0.2, clip_c=3.0)
+    ours, _ = compute_policy_loss("steer", b, lambda_min=1.0, lambda_max=1.0)
     grpo, _ = compute_policy_loss("grpo", b)
     assert torch.equal(ours, grpo)
 
@@ -76,11 +76,11 @@ def test_weights_multiply_the_clipped_loss_and_carry_no_gradient():
     b = random_batch(seed=5, drift=0.6)
     loss, _ = compute_policy_loss("steer", b, lambda_min=0.5, group="batch")
     w = token_weights(
-        b.advantages, b.entropy, b.old_log_prob, b.log_prob, b.response_mask, 0.5, 1.0, "exp", clip_high=0.28
+        b.advantages, b.entropy, b.old_log_prob, b.log_prob, b.response_mask, 0.5, 1.0, "exp"
     )
     from steerbench.methods.surrogate import SurrogateConfig, clipped_surrogate
 
-    per_token = clipped_surrogate(b, SurrogateConfig(clip_high=0.28, clip_c=10.0)).losses
+    per_token = clipped_surrogate(b, SurrogateConfig()).losses
     expected = (per_token * w * b.mask).sum() / b.mask.sum()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
     assert not w.requires_grad
@@ -102,8 +102,10 @@ def test_nonfinite_omega_is_zeroed_and_counted():
     b = random_batch(rows=2, cols=3, seed=7)
     entropy = b.entropy.clone()
     entropy[0, 0] = float("inf")  # bypass PolicyBatch validation to emulate an overflow inside Ω
-    omega_batch = PolicyBatch(b.log_prob, b.old_log_prob, b.advantages, b.response_mask, entropy=b.entropy)
-    object.__setattr__(omega_batch, "entropy", entropy)
+    omega_batch = PolicyBatch(
+        b.log_prob, b.old_log_prob, b.advantages, b.response_mask, entropy=b.entropy, old_entropy=b.entropy
+    )
+    object.__setattr__(omega_batch, "old_entropy", entropy)
     loss, metrics = compute_policy_loss("steer", omega_batch, lambda_min=0.5)
     assert torch.isfinite(loss)
     assert metrics["omega/nonfinite"] == 1.0

@@ -46,6 +46,7 @@ def engine_batch(b: int = 4, p: int = 3, t: int = 6, seed: int = 0):
             "old_log_probs": -torch.rand(b, t, generator=g) - 0.1,
             "advantages": torch.randn(b, 1, generator=g).expand(b, t).contiguous(),
             "ref_log_prob": -torch.rand(b, t, generator=g) - 0.1,
+            "entropy": torch.rand(b, t, generator=g) * 2,  # π_old's, as _compute_old_log_prob stores it
         },
         batch_size=[b],
     )
@@ -74,6 +75,7 @@ def test_extra_inputs_reach_steerbench_losses_through_verls_real_ppo_loss(method
         response_mask=mask,
         entropy=no_padding_2_padding(model_output["entropy"], data).detach() if method == "steer" else None,
         ref_log_prob=data["ref_log_prob"] if method == "kl" else None,
+        old_entropy=data["entropy"] if method == "steer" else None,
     )
     expected, _ = compute_policy_loss(
         method,

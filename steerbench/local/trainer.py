@@ -172,6 +172,7 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
                 ref_log_prob=None if ref_log_prob is None else ref_log_prob[idx],
                 group_index=group_index[idx],
                 rewards=rewards[idx],
+                old_entropy=old_entropy[idx],  # π_old's entropy, from the same pass as old_log_prob
             )
             loss, metrics = compute_policy_loss(name, batch, **knobs)
             if not torch.isfinite(loss):

@@ -230,6 +230,7 @@ def make_policy_loss(method: str):
             ref_log_prob=None
             if ref_log_prob is None or "ref_log_prob" not in needs
             else ref_log_prob.to(dtype),
+            old_entropy=None if "old_entropy" not in extra else extra["old_entropy"].detach().to(dtype),
         )
         knobs = knobs_from_actor_config(method, config, loss_agg_mode)
         loss, metrics = compute_policy_loss(method, batch, **knobs)

@@ -77,6 +77,8 @@ def extra_inputs_ppo_loss(config: Any, model_output: Any, data: Any, dp_group: A
         extra["entropy"] = no_padding_2_padding(entropy, data)  # grad kept; losses detach unless they need it
     if "ref_log_prob" in data.keys():
         extra["ref_log_prob"] = data.select("ref_log_prob").to_padded_tensor()["ref_log_prob"]
+    if "entropy" in data.keys():  # π_old's, stored by _compute_old_log_prob (STEER's entropy=rollout)
+        extra["old_entropy"] = data.select("entropy").to_padded_tensor()["entropy"]
     token = EXTRA_INPUTS.set(extra)
     try:
         return ppo_loss(config, model_output, data, dp_group)
