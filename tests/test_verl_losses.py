@@ -100,6 +100,9 @@ def test_every_method_through_verl_registry_equals_steerbench_methods(method):
         extra["entropy"] = entropy
     if needs.ref_log_prob:
         extra["ref_log_prob"] = ref
+    old_entropy = entropy.detach() * 0.5 + 0.1  # π_old's, from the batch: differs from the current one
+    if needs.old_entropy:
+        extra["old_entropy"] = old_entropy
     torch.manual_seed(0)
     loss, metrics = verl_call(sv.loss_name(method), config, tensors, extra)
     batch = PolicyBatch(
@@ -109,6 +112,7 @@ def test_every_method_through_verl_registry_equals_steerbench_methods(method):
         response_mask=mask,
         entropy=entropy if needs.entropy else None,
         ref_log_prob=ref if needs.ref_log_prob else None,
+        old_entropy=old_entropy if needs.old_entropy else None,
     )
     expected_knobs = {k: v for k, v in {**REGISTRY[method].knobs(), **knobs}.items() if v is not None}
     expected_knobs.pop("norm_adv_by_std", None)
@@ -243,7 +247,10 @@ def test_policy_loss_config_subclass_carries_every_knob_and_converts():
     ):
         assert fields[knob] is None
     assert fields["kl_cov_ratio"] is None  # steerbench's kl_cov default depends on its variant
-    cfg = actor_config("steer", {"lambda_min": 0.5, "mapping": "linear", "lambda_max": 1.2})
+    cfg = actor_config(
+        "steer",
+        {"lambda_min": 0.5, "mapping": "linear", "lambda_max": 1.2, "clip_high": 0.28, "clip_c": 10.0},
+    )
     assert type(cfg.policy_loss).__name__ == "SteerbenchPolicyLossConfig"
     assert (cfg.policy_loss.lambda_min, cfg.policy_loss.mapping, cfg.policy_loss.lambda_max) == (
         0.5,

@@ -12,7 +12,7 @@ from steerbench.methods import PolicyBatch, compute_policy_loss  # noqa: E402
 from steerbench.verl.launch import compose_overrides, validate_overrides  # noqa: E402
 
 
-def worker_actor_config(method: str):
+def worker_actor_config(method: str, **knobs):
     from verl.utils.config import omega_conf_to_dataclass
 
     base = {
@@ -21,6 +21,7 @@ def worker_actor_config(method: str):
         "val_files": "v.parquet",
         "out": "/tmp/x",
         "method": method,
+        "knobs": knobs,
     }
     overrides, _ = compose_overrides(base)
     return omega_conf_to_dataclass(validate_overrides(overrides, method=method).actor_rollout_ref.actor)
@@ -86,6 +87,53 @@ def test_extra_inputs_reach_steerbench_losses_through_verls_real_ppo_loss(method
     )
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)  # entropy_coeff=0, kl_loss_coef=0
     assert "actor/pg_loss" in metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "knobs", "trains_through_entropy"),
+    [("steer", {"entropy": "current"}, False), ("grpo", {}, False), ("entropy_bonus", {}, True)],
+)
+def test_the_actors_entropy_leaves_the_backward_graph_unless_the_method_trains_through_it(
+    method, knobs, trains_through_entropy
+):
+    """verl's ppo_loss subtracts 0·entropy: without the detach the full-vocab entropy stays in the graph."""
+    import steerbench.verl_plugin  # noqa: F401
+    from steerbench.verl.shim import extra_inputs_ppo_loss
+
+    data, model_output = engine_batch()
+    source = torch.ones_like(model_output["entropy"]).requires_grad_(True)  # stands in for the logits
+    model_output["entropy"] = model_output["entropy"] * source
+    loss, _ = extra_inputs_ppo_loss(worker_actor_config(method, **knobs), model_output, data)
+    loss.backward()
+    if trains_through_entropy:
+        assert source.grad is not None and source.grad.abs().sum() > 0
+    else:
+        assert source.grad is None  # not even a zero gradient: the entropy is not in the graph
+
+
+def test_steer_reads_pi_old_entropy_from_the_batch_by_default_and_says_so(tmp_path):
+    import steerbench.verl_plugin  # noqa: F401
+    from steerbench.verl.launch import build_verl_launch
+    from steerbench.verl.shim import extra_inputs_ppo_loss
+
+    config = worker_actor_config("steer")
+    assert config.policy_loss.entropy == "rollout"
+    data, model_output = engine_batch()
+    loss, metrics = extra_inputs_ppo_loss(config, dict(model_output), data)
+    model_output["entropy"] = model_output["entropy"] * 3  # the current policy's entropy does not matter
+    loss_again, _ = extra_inputs_ppo_loss(config, model_output, data)
+    torch.testing.assert_close(loss, loss_again)
+    mask = data["response_mask"].float()
+    expected = float((data["entropy"] * mask).sum() / mask.sum())
+    assert metrics["steer/entropy_rollout_mean"].value == pytest.approx(expected, rel=1e-6)
+    # so the update's forward computes no entropy at all; entropy=current turns it back on
+    base = {"model_path": "/m", "train_files": "t.parquet", "val_files": "v.parquet", "out": str(tmp_path)}
+    rollout = build_verl_launch({**base, "method": "steer"}, validate=False).overrides
+    current = build_verl_launch(
+        {**base, "method": "steer", "knobs": {"entropy": "current"}}, validate=False
+    ).overrides
+    assert "actor_rollout_ref.actor.calculate_entropy=false" in rollout
+    assert "actor_rollout_ref.actor.calculate_entropy=true" in current
 
 
 def test_the_shim_checks_the_verl_version_and_internals(monkeypatch):

@@ -272,7 +272,7 @@ def compose_overrides(cfg: Any, *, ray_hook_in_overrides: bool = True) -> tuple[
 
     method, user_knobs, scenario = resolve_method(cfg)
     knobs = resolved_knobs(method, user_knobs, scenario)
-    needs = shim_needs(method)
+    needs = shim_needs(method, knobs)
     preset_name = str(_get(cfg, "preset", "paper"))
     if preset_name not in PRESETS:
         raise UsageError(f"unknown preset {preset_name!r}; choose one of: {', '.join(PRESETS)}")

@@ -67,14 +67,24 @@ SCHEDULE_FILE = "steerbench_schedule.json"
 
 
 def extra_inputs_ppo_loss(config: Any, model_output: Any, data: Any, dp_group: Any = None):
-    """verl's ``ppo_loss`` with the actor's entropy and the batch's ref log-probs handed to steerbench losses."""
+    """verl's ``ppo_loss`` with the actor's entropy, π_old's entropy and the ref log-probs handed to our losses.
+
+    verl's ``ppo_loss`` subtracts ``entropy_coeff · agg(entropy)`` whenever the forward returned an entropy,
+    so with coefficient 0 the full-vocabulary entropy would still sit in the backward graph. Unless the
+    method trains through the entropy (``entropy_bonus``), it is detached first.
+    """
     from verl.workers.utils.losses import ppo_loss
     from verl.workers.utils.padding import no_padding_2_padding
+
+    from steerbench.verl.losses import entropy_needs_grad
 
     extra: dict[str, Any] = {}
     entropy = model_output.get("entropy", None)
     if entropy is not None:
-        extra["entropy"] = no_padding_2_padding(entropy, data)  # grad kept; losses detach unless they need it
+        if not entropy_needs_grad(config):
+            entropy = entropy.detach()
+            model_output = {**model_output, "entropy": entropy}
+        extra["entropy"] = no_padding_2_padding(entropy, data)
     if "ref_log_prob" in data.keys():
         extra["ref_log_prob"] = data.select("ref_log_prob").to_padded_tensor()["ref_log_prob"]
     if "entropy" in data.keys():  # π_old's, stored by _compute_old_log_prob (STEER's entropy=rollout)
