@@ -6,34 +6,28 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("verl")
 
+from verl_helpers import worker_actor_config  # noqa: E402
+
 from steerbench.methods import REGISTRY, PolicyBatch, compute_advantages, compute_policy_loss  # noqa: E402
 from steerbench.verl import losses as sv  # noqa: E402
-from steerbench.verl.launch import compose_overrides, validate_overrides  # noqa: E402
 
-BASE = {
-    "model_path": "/models/tiny",
-    "train_files": "train.parquet",
-    "val_files": "val.parquet",
-    "out": "/tmp/x",
-}
+_ROOT = Path(tempfile.mkdtemp(prefix="steerbench-verl-losses-"))
 _ACTOR_CACHE: dict[tuple, object] = {}
 
 
 def actor_config(method: str, knobs: dict | None = None):
-    """A real worker-side ActorConfig, built by verl's own Hydra composition and dataclass conversion."""
+    """A real worker-side ActorConfig: compose() → build_verl_launch → verl's Hydra config → dataclasses."""
     key = (method, tuple(sorted((knobs or {}).items())))
     if key not in _ACTOR_CACHE:
-        from verl.utils.config import omega_conf_to_dataclass
-
-        overrides, _ = compose_overrides({**BASE, "method": method, "knobs": knobs or {}})
-        config = validate_overrides(overrides, method=method)
-        _ACTOR_CACHE[key] = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+        _ACTOR_CACHE[key] = worker_actor_config(_ROOT, method, knobs)
     return _ACTOR_CACHE[key]
 
 

@@ -15,6 +15,8 @@ import pytest
 
 pytest.importorskip("verl")
 
+from verl_helpers import verl_cfg  # noqa: E402
+
 JOB = textwrap.dedent(
     """
     import json, os, time
@@ -46,18 +48,8 @@ def ray_dashboard():
 def launch_for(tmp_path, address, fail=0):
     from steerbench.verl.launch import build_verl_launch
 
-    launch = build_verl_launch(
-        {
-            "method": "grpo",
-            "model_path": "/cluster/models/tiny",
-            "train_files": "train.parquet",
-            "val_files": "val.parquet",
-            "out": str(tmp_path / "run"),
-            "ray_address": address,
-        },
-        launcher="ray",
-        validate=False,
-    )
+    cfg = verl_cfg(tmp_path, "grpo", "verl.launcher=ray", f"verl.ray_address={address}")
+    launch = build_verl_launch(cfg, tmp_path / "run", validate=False)
     runtime_env = json.loads(launch.command[launch.command.index("--runtime-env-json") + 1])
     runtime_env["env_vars"]["FAIL_AFTER_RELAY"] = str(fail)
     runtime_env["env_vars"]["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]

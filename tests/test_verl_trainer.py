@@ -23,20 +23,23 @@ def inputs(tmp_path_factory):
     return tiny_run_inputs(tmp_path_factory.mktemp("tiny"))
 
 
-def verl_config(inputs, method="steer", **extra):
-    from steerbench.verl.launch import compose_overrides, validate_overrides
+def verl_config(inputs, method="steer"):
+    """verl's config for a run on the tiny model, through compose() → build_verl_launch, as users run it."""
+    from steerbench.config import compose
+    from steerbench.verl.launch import build_verl_launch, validate_overrides
 
-    cfg = {
-        "method": method,
-        "model_path": str(inputs["model"]),
-        "train_files": str(inputs["train"]),
-        "val_files": str(inputs["val"]),
-        "out": str(inputs["model"].parent / "run"),
-        "overrides": ["data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4"],
-        **extra,
-    }
-    overrides, _ = compose_overrides(cfg)
-    return validate_overrides(overrides, method=method)
+    cfg = compose(
+        [
+            "backend=verl",
+            f"method={method}",
+            f"model.hf_path={inputs['model']}",
+            f"verl.train_files={inputs['train']}",
+            f"verl.val_files={inputs['val']}",
+            "verl.overrides=['data.train_batch_size=4','actor_rollout_ref.actor.ppo_mini_batch_size=4']",
+        ]
+    )
+    launch = build_verl_launch(cfg, inputs["model"].parent / "run", validate=False)
+    return validate_overrides(launch.overrides, method=method)
 
 
 def test_shimmed_trainer_is_verls_sync_trainer_with_its_sync_semantics(inputs, caplog):
