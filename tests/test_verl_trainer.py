@@ -15,7 +15,7 @@ pytest.importorskip(
     "transfer_queue", reason="verl's v1 trainer needs the verl-core extra: pip install 'steerbench[verl]'"
 )
 
-from verl_helpers import tiny_run_inputs  # noqa: E402
+from steerbench.verl.tiny import tiny_run_inputs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
