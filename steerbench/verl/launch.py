@@ -82,13 +82,12 @@ class VerlLaunch:
 
     def write_script(self) -> None:
         """Write the sbatch script where ``command`` expects it (slurm launcher only)."""
+        from steerbench.runstore import atomic_write_bytes
+
         if self.script is None or self.script_path is None:
             return
-        path = Path(self.script_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.script)
-        os.replace(tmp, path)
+        Path(self.script_path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(Path(self.script_path), self.script.encode())
 
     def run(self, check: bool = True):
         """Run it to the end. local: training in a subprocess; ray: ``ray job submit`` (waits, streams the
