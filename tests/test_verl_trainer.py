@@ -68,3 +68,43 @@ def test_shimmed_trainer_is_verls_sync_trainer_with_its_sync_semantics(inputs, c
     assert "gen_batch_size defaulted to 1" not in caplog.text
     assert config.data.get("gen_batch_size", None) in (None, 4)
     assert len(trainer.train_dataloader) == 4  # 16 rows / train_batch_size 4
+
+
+@pytest.mark.slow
+def test_real_main_ppo_runs_the_shimmed_task_runner_on_cpu_up_to_verls_gpu_check(inputs, tmp_path):
+    """The whole path users run, on CPU: compose → build_verl_launch → steerbench.verl.main_ppo (pre-flight,
+    run_ppo) → SteerbenchTaskRunner in Ray (TransferQueue up, shimmed sync trainer constructed) → trainer.init(),
+    where verl's resource pool asks for a GPU. That error is where verl ends on a machine without one."""
+    import os
+    import subprocess
+
+    from steerbench.config import compose
+    from steerbench.verl.launch import build_verl_launch
+
+    extra = [
+        "data.train_batch_size=4",
+        "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+        "trainer.device=cpu",
+        "ray_kwargs.ray_init.num_cpus=16",  # logical: TransferQueue's storage actors each take one
+        "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
+    ]
+    cfg = compose(
+        [
+            "backend=verl",
+            "method=steer",
+            f"model.hf_path={inputs['model']}",
+            f"verl.train_files={inputs['train']}",
+            f"verl.val_files={inputs['val']}",
+            "verl.n_gpus_per_node=1",
+            "trainer.steps=1",
+            "verl.overrides=[" + ",".join(f"'{o}'" for o in extra) + "]",
+        ]
+    )
+    launch = build_verl_launch(cfg, tmp_path / "run")
+    out = subprocess.run(
+        launch.command, env={**os.environ, **launch.env}, capture_output=True, text=True, timeout=900
+    )
+    log = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "SteerbenchTaskRunner" in log and "'trainer_mode': 'sync'" in log
+    assert "Total available GPUs 0 is less than total desired GPUs 1" in log
