@@ -6,7 +6,6 @@ from dataclasses import dataclass, fields
 
 import torch
 
-
 # the unit a per-group statistic is taken over (STEER's max|Ω|, Clip-Cov's covariance)
 UNITS = ("microbatch", "batch")
 

@@ -1,12 +1,21 @@
-"""Clip-Cov: detach the gradient of a random few high-covariance tokens.
+"""Clip-Cov: detach the gradient of a random few high-covariance tokens; the covariance rule replaces
+ratio clipping.
 
-    Cov_t as in covariance.py;  candidates = valid tokens not already clipped with lb < Cov_t < ub
-    n = max(1, ⌊ratio · N_valid⌋) (0 when ratio = 0);  pick n candidates uniformly at random
+    per unit u (one micro-batch of ``cov_group_size`` sequences, as verl calls the loss; or the batch):
+      Cov_t = (A_t − Ā_u)(log π_t − mean_u log π)          (covariance.py; means over u's valid tokens)
+      candidates = valid tokens of u not already clipped, with lb < Cov_t < ub
+      n = max(1, ⌊ratio · N_valid(u)⌋) (0 when ratio = 0);  pick n candidates uniformly at random
     loss = aggregate(corr_t · ℓ_t),  corr_t = 0 on the picked tokens, 1 elsewhere
-    ratio = 2e-4, lb = 1, ub = 5
+    ratio = 2e-4, lb = 1, ub = 5;  ε_low = ε_high = 1, c = 10      (recipe/dapo/7b_clip_cov.sh, 32b_clip_cov.sh)
 
-High-covariance tokens (confident and rewarded) are the ones that lower entropy. Differences from verl's
-``clip_cov`` loss: ℓ includes the shared dual clip, and ratio = 0 picks nothing (verl always picks ≥ 1).
+High-covariance tokens (confident and rewarded) are the ones that lower entropy. The published recipe
+sets ε = 1/1 (r may fall to 0 and rise to 2) and c = 10, so PPO clipping is nearly off; that clipping is
+this method's own (``own_clipping``) and stays in every scenario. Differences from the official loss:
+ℓ includes the shared dual clip (c = 10 bounds A<0 tokens at r > 10), and ratio = 0 picks nothing.
+The unit: verl calls the loss once per micro-batch, so the official covariance is over one micro-batch
+(the recipe's dynamic batching packs ≤ 20,480 tokens per GPU; ``ppo_micro_batch_size_per_gpu`` = 8);
+``cov_group=microbatch`` takes it over consecutive slices of ``cov_group_size`` sequences of whatever
+batch the loss gets, ``cov_group=batch`` over all of it.
 The random pick uses torch's global generator, so a seeded run is reproducible.
 Source: Cui et al. 2025, "The Entropy Mechanism of RL for Reasoning LMs", arXiv 2505.22617.
 """
@@ -18,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch
+from steerbench.methods.batch import MethodError, PolicyBatch, unit_slices, validate_unit
 from steerbench.methods.covariance import token_covariance
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
@@ -27,9 +36,14 @@ from steerbench.methods.surrogate import clipped_surrogate, ppo_loss
 
 @dataclass
 class ClipCovConfig(GRPOConfig):
-    clip_cov_ratio: float = 2e-4  # fraction of valid tokens whose gradient is detached
+    clip_low: float = 1.0  # the recipe's ε_low: no lower ratio clip
+    clip_high: float = 1.0  # the recipe's ε_high: r clipped at 2
+    clip_c: float = 10.0  # the recipe's clip_ratio_c
+    clip_cov_ratio: float = 2e-4  # fraction of valid tokens whose gradient is detached (per unit)
     clip_cov_lb: float = 1.0  # lower bound of the covariance window
     clip_cov_ub: float = 5.0  # upper bound of the covariance window
+    cov_group: str = "microbatch"  # the covariance unit: "microbatch" (as verl calls the loss) | "batch"
+    cov_group_size: int = 8  # sequences per micro-batch (the recipe's ppo_micro_batch_size_per_gpu)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -37,23 +51,25 @@ class ClipCovConfig(GRPOConfig):
             raise MethodError(f"clip_cov_ratio={self.clip_cov_ratio} is out of range; it must be in [0, 1]")
         if self.clip_cov_lb >= self.clip_cov_ub:
             raise MethodError(f"clip_cov_lb={self.clip_cov_lb} must be below clip_cov_ub={self.clip_cov_ub}")
+        validate_unit("cov_group", self.cov_group, "cov_group_size", self.cov_group_size)
 
 
 def clip_cov_mask(batch: PolicyBatch, cfg: ClipCovConfig) -> torch.Tensor:
     """corr: 0 on the randomly picked high-covariance tokens, 1 elsewhere."""
     corr = torch.ones_like(batch.advantages)
-    n_valid = int(batch.response_mask.sum())
-    n_pick = 0 if cfg.clip_cov_ratio == 0 else max(1, int(cfg.clip_cov_ratio * n_valid))
-    if n_pick == 0:
+    if cfg.clip_cov_ratio == 0:
         return corr
     terms = clipped_surrogate(batch, cfg)
-    cov = token_covariance(batch.advantages, batch.log_prob, batch.mask)
     unclipped = ~(terms.clipped_high | terms.clipped_low)
-    window = (cov > cfg.clip_cov_lb) & (cov < cfg.clip_cov_ub) & batch.response_mask.bool() & unclipped
-    candidates = torch.nonzero(window)
-    if len(candidates):
-        picked = candidates[torch.randperm(len(candidates))[:n_pick]]
-        corr[picked[:, 0], picked[:, 1]] = 0.0
+    for rows in unit_slices(batch.log_prob.shape[0], cfg.cov_group, cfg.cov_group_size):
+        mask = batch.response_mask[rows]
+        cov = token_covariance(batch.advantages[rows], batch.log_prob[rows], batch.mask[rows])
+        window = (cov > cfg.clip_cov_lb) & (cov < cfg.clip_cov_ub) & mask.bool() & unclipped[rows]
+        candidates = torch.nonzero(window)
+        n_pick = max(1, int(cfg.clip_cov_ratio * int(mask.sum())))
+        if len(candidates):
+            picked = candidates[torch.randperm(len(candidates))[:n_pick]]
+            corr[rows][picked[:, 0], picked[:, 1]] = 0.0
     return corr
 
 
@@ -71,7 +87,9 @@ register(
         config=ClipCovConfig,
         loss=clip_cov_loss,
         shaper=grpo_shaper,
-        source="Cui et al. 2025, arXiv 2505.22617 (Clip-Cov)",
-        summary="Cov=(A−Ā)(log π−mean log π); detach a random r=2e-4 of unclipped tokens with Cov in (1,5)",
+        source="Cui et al. 2025, arXiv 2505.22617 (Clip-Cov; recipe/dapo/*clip_cov.sh)",
+        summary="Cov=(A−Ā)(log π−mean log π) per micro-batch; detach a random r=2e-4 of unclipped tokens with "
+        "Cov in (1,5); its recipe's clipping ε=1/1, c=10",
+        own_clipping=("clip_low", "clip_high", "clip_c"),
     )
 )

@@ -1,9 +1,11 @@
-"""Clip-higher (DAPO): decouple the clip range, ε_low = 0.2, ε_high = 0.28.
+"""Clip-higher (DAPO): decouple the clip range, ε_high = 0.28 above the scenario's ε_low.
 
-    ℓ_t = max(−A·r, −A·clip(r, 1−ε_low, 1+ε_high))     with GRPO advantages and dual clip c = 3
+    ℓ_t = max(−A·r, −A·clip(r, 1−ε_low, 1+ε_high))     with GRPO advantages; ε_low and c from the scenario
 
 A larger ε_high keeps the gradient of positive-advantage tokens whose ratio grew, mostly low-probability
-tokens, which raise entropy. Source: Yu et al. 2025 (DAPO, arXiv 2503.14476), Section 3.1.
+tokens, which raise entropy. ε_high is this method's mechanism, so it keeps 0.28 in every scenario
+(``own_clipping``); in ``extreme`` (ε_high = 5 for the others) that makes it the tighter clip.
+Source: Yu et al. 2025 (DAPO, arXiv 2503.14476), Section 3.1.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ register(
         loss=grpo_loss,
         shaper=grpo_shaper,
         source="Yu et al. 2025 (DAPO), arXiv 2503.14476",
-        summary="PPO clip with ε_low=0.2, ε_high=0.28",
+        summary="PPO clip with ε_high=0.28 (its own, in every scenario); ε_low and c from the scenario",
+        own_clipping=("clip_high",),
     )
 )

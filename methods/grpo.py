@@ -2,7 +2,8 @@
 
     A_i = (R_i − mean_{j∈g(i)} R_j) / (std_{j∈g(i)} R_j + ε)      ε = 1e-6, std unbiased as torch.std;
                                                                  a group of one gets mean 0, std 1
-    loss = PPO surrogate with ε_low = ε_high = 0.2, dual clip c = 3, token-mean
+    loss = PPO surrogate with the scenario's ε_low, ε_high and dual clip c (standard: 0.2/0.2, c = 3,
+           verl's defaults), token-mean
 
 Source: Shao et al. 2024 (DeepSeekMath, arXiv 2402.03300); verl ``compute_grpo_outcome_advantage``.
 """
@@ -58,6 +59,6 @@ register(
         loss=grpo_loss,
         shaper=grpo_shaper,
         source="Shao et al. 2024, arXiv 2402.03300; verl core_algos",
-        summary="A=(R−mean_g R)/(std_g R+1e-6); PPO clip ε=0.2/0.2, dual clip c=3, token-mean",
+        summary="A=(R−mean_g R)/(std_g R+1e-6); PPO clip and dual clip of the scenario; token-mean",
     )
 )

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from steerbench.methods.batch import MethodError, PolicyBatch
-from steerbench.methods.surrogate import SurrogateConfig
+from steerbench.methods.surrogate import CLIP_KNOBS, SurrogateConfig
 
 LossFn = Callable[[PolicyBatch, Any], tuple[torch.Tensor, dict[str, float]]]
 # rewards (B,), group_index (B,), mean token log π_old of each sequence (B,), config → advantage (B,)
@@ -32,6 +32,13 @@ class MethodSpec:
     summary: str  # one line: the formula
     needs: tuple[str, ...] = ()  # extra inputs: "entropy", "entropy_grad", "ref_log_prob", "seq_log_prob"
     schedule: ScheduleFn | None = None  # per-step knob update (pos_adv_reweight's λ schedules)
+    # clipping knobs that ARE the method's mechanism: they keep the config default in every scenario
+    own_clipping: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.own_clipping) - set(CLIP_KNOBS)
+        if unknown:
+            raise ValueError(f"own_clipping of {self.name!r} names non-clipping knobs {sorted(unknown)}")
 
     def knobs(self) -> dict[str, Any]:
         return {f.name: f.default for f in dataclasses.fields(self.config)}

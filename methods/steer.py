@@ -64,7 +64,9 @@ class SteerConfig(GRPOConfig):
             raise MethodError(f"omega={self.omega!r} is unknown; choose one of {', '.join(OMEGA_FORMS)}")
         validate_unit("group", self.group, "group_size", self.group_size)
         if self.entropy not in ENTROPY_SOURCES:
-            raise MethodError(f"entropy={self.entropy!r} is unknown; choose one of {', '.join(ENTROPY_SOURCES)}")
+            raise MethodError(
+                f"entropy={self.entropy!r} is unknown; choose one of {', '.join(ENTROPY_SOURCES)}"
+            )
 
 
 def validate_band(lambda_min: float, lambda_max: float, mapping: str) -> None:

@@ -17,10 +17,17 @@ import torch
 from steerbench.methods.aggregation import AGG_MODES, aggregate, masked_mean
 from steerbench.methods.batch import MethodError, PolicyBatch
 
+CLIP_KNOBS = ("clip_low", "clip_high", "clip_c")  # the clipping a scenario sets (steerbench/clipping.py)
+
 
 @dataclass
 class SurrogateConfig:
-    """Knobs shared by every method's PPO surrogate."""
+    """Knobs shared by every method's PPO surrogate.
+
+    The clipping defaults here are only the fallback: after ``steerbench.config.compose`` the run's
+    scenario sets ``clip_low``, ``clip_high`` and ``clip_c`` for every method, except the knobs a method
+    declares as its own mechanism (``MethodSpec.own_clipping``); see ``steerbench/clipping.py``.
+    """
 
     clip_low: float = 0.2  # ε_low: r may fall to 1−ε_low before A<0 tokens stop getting gradient
     clip_high: float = 0.2  # ε_high: r may rise to 1+ε_high before A>0 tokens stop getting gradient
@@ -28,8 +35,8 @@ class SurrogateConfig:
     loss_agg_mode: str = "token-mean"  # one of AGG_MODES
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.clip_low < 1.0:
-            raise MethodError(f"clip_low={self.clip_low} is out of range; it must be in [0, 1)")
+        if not 0.0 <= self.clip_low <= 1.0:  # 1: r may fall to 0, no lower clip (Clip-Cov's recipe)
+            raise MethodError(f"clip_low={self.clip_low} is out of range; it must be in [0, 1]")
         if self.clip_high < 0.0:
             raise MethodError(f"clip_high={self.clip_high} is out of range; it must be ≥ 0")
         if self.clip_c <= 1.0:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import steerbench.experiments as experiments
+from steerbench.clipping import resolve_clipping
 from steerbench.errors import UsageError
 from steerbench.methods import REGISTRY, MethodError, get_method
 
@@ -50,6 +51,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     finally:
         GlobalHydra.instance().clear()
     OmegaConf.resolve(cfg)
+    resolve_clipping(cfg, overrides)
     validate(cfg)
     return cfg
 

@@ -160,7 +160,7 @@ def test_dry_run_prints_the_resolved_config_without_training(tmp_path):
     )
     assert result.returncode == 0
     config = json.loads(result.stdout)["config"]
-    assert config["method"]["lambda_min"] == 0.5 and config["method"]["clip_high"] == 0.28
+    assert config["method"]["lambda_min"] == 0.5 and config["method"]["clip_high"] == 0.2  # standard
     assert not any(tmp_path.iterdir())
 
 

@@ -75,9 +75,7 @@ def test_steer_with_unit_band_equals_grpo_exactly():
 def test_weights_multiply_the_clipped_loss_and_carry_no_gradient():
     b = random_batch(seed=5, drift=0.6)
     loss, _ = compute_policy_loss("steer", b, lambda_min=0.5, group="batch")
-    w = token_weights(
-        b.advantages, b.entropy, b.old_log_prob, b.log_prob, b.response_mask, 0.5, 1.0, "exp"
-    )
+    w = token_weights(b.advantages, b.entropy, b.old_log_prob, b.log_prob, b.response_mask, 0.5, 1.0, "exp")
     from steerbench.methods.surrogate import SurrogateConfig, clipped_surrogate
 
     per_token = clipped_surrogate(b, SurrogateConfig()).losses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -54,3 +55,17 @@ def test_rollout_without_old_entropy_is_a_clear_error_and_unknown_source_is_reje
     assert torch.isfinite(loss)
     with pytest.raises(MethodError, match="entropy='old'"):
         compute_policy_loss("steer", two_token_batch(), entropy="old")
+
+
+def test_the_local_trainer_hands_steer_the_rollout_entropy(tmp_path):
+    from local_helpers import TINY
+
+    from steerbench.config import compose
+    from steerbench.runner import execute
+
+    # one mini-batch over two PPO epochs: the second is off-policy, yet STEER must still see π_old's
+    # entropy, whose token mean the trainer logs as entropy/mean
+    cfg = compose([*TINY, "method=steer", "trainer.steps=1", "trainer.minibatches=1", "trainer.ppo_epochs=2"])
+    execute(cfg, tmp_path / "run")
+    row = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert row["steer/entropy_rollout_mean"] == pytest.approx(row["entropy/mean"], rel=1e-6)

@@ -53,7 +53,9 @@ def run_command(
         None, "--lambda-max", help="STEER λ_max (1.0 exp, 1.2 linear by default)."
     ),
     mapping: str = typer.Option(None, "--mapping", help="STEER weight mapping: exp or linear."),
-    scenario: str = typer.Option(None, "--scenario", "-s", help="standard | extreme | random_reward."),
+    scenario: str = typer.Option(
+        None, "--scenario", "-s", help="standard | release | extreme | random_reward."
+    ),
     task: str = typer.Option(None, "--task", "-t", help="Embedded task: add | countdown."),
     steps: int = typer.Option(None, "--steps", help="RL steps (rollout batches)."),
     seed: int = typer.Option(None, "--seed", help="Seed; a CPU run with a seed is bit-reproducible."),

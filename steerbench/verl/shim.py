@@ -11,8 +11,9 @@ loss_agg_mode, config, rollout_is_weights`` only, and an advantage estimator wit
   :func:`extra_inputs_ppo_loss` wraps ``ppo_loss``: it pads them exactly as ``ppo_loss`` pads ``log_prob``,
   puts them in :data:`steerbench.verl.losses.EXTRA_INPUTS` for the duration of the call, and delegates.
   It is installed on every actor worker through verl's public RPC ``actor_rollout_wg.set_loss_fn``.
-  **H_t is the current policy's entropy (π_θ at this micro-batch, detached for STEER)**; the STEER
-  release used the rollout-time entropy of π_old. They coincide on the first mini-batch of an on-policy step.
+  That H_t is the current policy's (π_θ at this micro-batch). π_old's rollout-time entropy, which the
+  STEER release uses (STEER's default ``entropy=rollout``), is the batch's ``"entropy"`` (stored by
+  ``_compute_old_log_prob``); the wrapper hands it over as ``old_entropy``.
 * ``unlikeliness`` ranks each group's samples by mean log π_old. In the trainer process
   :func:`install_advantage_shim` wraps ``verl.trainer.ppo.v1.utils.compute_advantage`` so the estimator
   sees ``data.batch["old_log_probs"]``.
