@@ -49,8 +49,10 @@ def compute_policy_loss(name: str, batch: PolicyBatch, **knobs: Any) -> tuple[to
     """The method's scalar loss and its metrics (stable names such as ``clip/frac_high``)."""
     spec = get_method(name)
     cfg = spec.make_config(**knobs)
+    # steer with entropy=rollout reads PolicyBatch.old_entropy instead (verl: no current entropy computed)
+    reads_rollout_entropy = getattr(cfg, "entropy", None) == "rollout" and batch.old_entropy is not None
     if "entropy" in spec.needs or "entropy_grad" in spec.needs:
-        if batch.entropy is None:
+        if batch.entropy is None and not reads_rollout_entropy:
             raise MethodError(
                 f"method {name!r} needs PolicyBatch.entropy (the current policy's token entropy)"
             )

@@ -2,8 +2,8 @@
 
 Loaded in every verl process three ways (any one suffices; all are idempotent):
   * the ``verl.plugins`` entry point ``steerbench = "steerbench.verl_plugin"`` (``import verl`` loads it);
-  * Ray's ``worker_process_setup_hook=steerbench.verl_plugin.register``, which steerbench's launcher
-    always adds as ``+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook`` (explicit, in the run config);
+  * ``VERL_USE_EXTERNAL_MODULES=steerbench.verl_plugin``, which the Ray hook ``steerbench.verl.hook.register``
+    sets in every worker process without importing verl or torch (see that module for why);
   * Hydra instantiating ``actor_rollout_ref.actor.policy_loss._target_=steerbench.verl_plugin.SteerbenchPolicyLossConfig``.
 
 Registered names (uniform prefix, so nothing shadows verl's own ``clip_cov`` / ``kl_cov``):
@@ -22,17 +22,6 @@ from steerbench.verl.losses import (
     register_all,
 )
 
-__all__ = [
-    "ADV_ESTIMATORS",
-    "POLICY_LOSSES",
-    "POLICY_LOSS_CONFIG_TARGET",
-    "SteerbenchPolicyLossConfig",
-    "register",
-]
+__all__ = ["ADV_ESTIMATORS", "POLICY_LOSSES", "POLICY_LOSS_CONFIG_TARGET", "SteerbenchPolicyLossConfig"]
 
 register_all()
-
-
-def register() -> None:
-    """Ray ``worker_process_setup_hook``: importing this module already registered everything."""
-    register_all()

@@ -6,34 +6,28 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("verl")
 
+from verl_helpers import worker_actor_config  # noqa: E402
+
 from steerbench.methods import REGISTRY, PolicyBatch, compute_advantages, compute_policy_loss  # noqa: E402
 from steerbench.verl import losses as sv  # noqa: E402
-from steerbench.verl.launch import compose_overrides, validate_overrides  # noqa: E402
 
-BASE = {
-    "model_path": "/models/tiny",
-    "train_files": "train.parquet",
-    "val_files": "val.parquet",
-    "out": "/tmp/x",
-}
+_ROOT = Path(tempfile.mkdtemp(prefix="steerbench-verl-losses-"))
 _ACTOR_CACHE: dict[tuple, object] = {}
 
 
 def actor_config(method: str, knobs: dict | None = None):
-    """A real worker-side ActorConfig, built by verl's own Hydra composition and dataclass conversion."""
+    """A real worker-side ActorConfig: compose() → build_verl_launch → verl's Hydra config → dataclasses."""
     key = (method, tuple(sorted((knobs or {}).items())))
     if key not in _ACTOR_CACHE:
-        from verl.utils.config import omega_conf_to_dataclass
-
-        overrides, _ = compose_overrides({**BASE, "method": method, "knobs": knobs or {}})
-        config = validate_overrides(overrides, method=method)
-        _ACTOR_CACHE[key] = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+        _ACTOR_CACHE[key] = worker_actor_config(_ROOT, method, knobs)
     return _ACTOR_CACHE[key]
 
 
@@ -98,9 +92,11 @@ def test_every_method_through_verl_registry_equals_steerbench_methods(method):
         if "entropy_grad" in REGISTRY[method].needs:  # in verl the shim hands over the forward's entropy
             entropy = entropy.clone().requires_grad_(True)
         extra["entropy"] = entropy
-        extra["old_entropy"] = 0.5 * entropy.detach()  # π_old's, as the shim reads it from the batch
     if needs.ref_log_prob:
         extra["ref_log_prob"] = ref
+    old_entropy = entropy.detach() * 0.5 + 0.1  # π_old's, from the batch: differs from the current one
+    if needs.old_entropy:
+        extra["old_entropy"] = old_entropy
     torch.manual_seed(0)
     loss, metrics = verl_call(sv.loss_name(method), config, tensors, extra)
     batch = PolicyBatch(
@@ -110,7 +106,7 @@ def test_every_method_through_verl_registry_equals_steerbench_methods(method):
         response_mask=mask,
         entropy=entropy if needs.entropy else None,
         ref_log_prob=ref if needs.ref_log_prob else None,
-        old_entropy=extra.get("old_entropy"),
+        old_entropy=old_entropy if needs.old_entropy else None,
     )
     expected_knobs = {k: v for k, v in {**REGISTRY[method].knobs(), **knobs}.items() if v is not None}
     expected_knobs.pop("norm_adv_by_std", None)
@@ -245,18 +241,17 @@ def test_policy_loss_config_subclass_carries_every_knob_and_converts():
     ):
         assert fields[knob] is None
     assert fields["kl_cov_ratio"] is None  # steerbench's kl_cov default depends on its variant
-    cfg = actor_config("steer", {"lambda_min": 0.5, "mapping": "linear", "lambda_max": 1.2})
+    cfg = actor_config(
+        "steer",
+        {"lambda_min": 0.5, "mapping": "linear", "lambda_max": 1.2, "clip_high": 0.28, "clip_c": 10.0},
+    )
     assert type(cfg.policy_loss).__name__ == "SteerbenchPolicyLossConfig"
     assert (cfg.policy_loss.lambda_min, cfg.policy_loss.mapping, cfg.policy_loss.lambda_max) == (
         0.5,
         "linear",
         1.2,
     )
-    assert (cfg.clip_ratio_low, cfg.clip_ratio_high, cfg.clip_ratio_c) == (
-        0.2,
-        0.2,
-        3.0,
-    )  # the standard scenario
+    assert (cfg.clip_ratio_low, cfg.clip_ratio_high, cfg.clip_ratio_c) == (0.2, 0.28, 10.0)
     assert sv.knobs_from_actor_config("steer", cfg, cfg.loss_agg_mode)["lambda_min"] == 0.5
 
 

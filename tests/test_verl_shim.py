@@ -3,27 +3,23 @@ and the setup hook registers the losses inside a real Ray worker process."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
 pytest.importorskip("verl")
 
+from verl_helpers import verl_cfg, verl_config, worker_actor_config  # noqa: E402
+
 from steerbench.methods import PolicyBatch, compute_policy_loss  # noqa: E402
-from steerbench.verl.launch import compose_overrides, validate_overrides  # noqa: E402
+
+_ROOT = Path(tempfile.mkdtemp(prefix="steerbench-verl-shim-"))
 
 
-def worker_actor_config(method: str):
-    from verl.utils.config import omega_conf_to_dataclass
-
-    base = {
-        "model_path": "/m",
-        "train_files": "t.parquet",
-        "val_files": "v.parquet",
-        "out": "/tmp/x",
-        "method": method,
-    }
-    overrides, _ = compose_overrides(base)
-    return omega_conf_to_dataclass(validate_overrides(overrides, method=method).actor_rollout_ref.actor)
+def actor_config(method: str, **knobs):
+    return worker_actor_config(_ROOT, method, knobs)
 
 
 def engine_batch(b: int = 4, p: int = 3, t: int = 6, seed: int = 0):
@@ -63,7 +59,7 @@ def test_extra_inputs_reach_steerbench_losses_through_verls_real_ppo_loss(method
     import steerbench.verl_plugin  # noqa: F401
     from steerbench.verl.shim import extra_inputs_ppo_loss
 
-    config = worker_actor_config(method)
+    config = actor_config(method)
     data, model_output = engine_batch()
     loss, metrics = extra_inputs_ppo_loss(config, model_output, data)
     log_prob = no_padding_2_padding(model_output["log_probs"], data)
@@ -86,6 +82,52 @@ def test_extra_inputs_reach_steerbench_losses_through_verls_real_ppo_loss(method
     )
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)  # entropy_coeff=0, kl_loss_coef=0
     assert "actor/pg_loss" in metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "knobs", "trains_through_entropy"),
+    [("steer", {"entropy": "current"}, False), ("grpo", {}, False), ("entropy_bonus", {}, True)],
+)
+def test_the_actors_entropy_leaves_the_backward_graph_unless_the_method_trains_through_it(
+    method, knobs, trains_through_entropy
+):
+    """verl's ppo_loss subtracts 0·entropy: without the detach the full-vocab entropy stays in the graph."""
+    import steerbench.verl_plugin  # noqa: F401
+    from steerbench.verl.shim import extra_inputs_ppo_loss
+
+    data, model_output = engine_batch()
+    source = torch.ones_like(model_output["entropy"]).requires_grad_(True)  # stands in for the logits
+    model_output["entropy"] = model_output["entropy"] * source
+    loss, _ = extra_inputs_ppo_loss(actor_config(method, **knobs), model_output, data)
+    loss.backward()
+    if trains_through_entropy:
+        assert source.grad is not None and source.grad.abs().sum() > 0
+    else:
+        assert source.grad is None  # not even a zero gradient: the entropy is not in the graph
+
+
+def test_steer_reads_pi_old_entropy_from_the_batch_by_default_and_says_so(tmp_path):
+    import steerbench.verl_plugin  # noqa: F401
+    from steerbench.verl.launch import build_verl_launch
+    from steerbench.verl.shim import extra_inputs_ppo_loss
+
+    config = actor_config("steer")
+    assert config.policy_loss.entropy == "rollout"
+    data, model_output = engine_batch()
+    loss, metrics = extra_inputs_ppo_loss(config, dict(model_output), data)
+    model_output["entropy"] = model_output["entropy"] * 3  # the current policy's entropy does not matter
+    loss_again, _ = extra_inputs_ppo_loss(config, model_output, data)
+    torch.testing.assert_close(loss, loss_again)
+    mask = data["response_mask"].float()
+    expected = float((data["entropy"] * mask).sum() / mask.sum())
+    assert metrics["steer/entropy_rollout_mean"].values == [pytest.approx(expected, rel=1e-6)]
+    # so the update's forward computes no entropy at all; entropy=current turns it back on
+    rollout = build_verl_launch(verl_cfg(tmp_path, "steer"), tmp_path / "r", validate=False).overrides
+    current = build_verl_launch(
+        verl_cfg(tmp_path, "steer", knobs={"entropy": "current"}), tmp_path / "r", validate=False
+    ).overrides
+    assert "actor_rollout_ref.actor.calculate_entropy=false" in rollout
+    assert "actor_rollout_ref.actor.calculate_entropy=true" in current
 
 
 def test_the_shim_checks_the_verl_version_and_internals(monkeypatch):
@@ -111,33 +153,6 @@ def test_task_runner_is_verls_v1_runner_as_a_ray_actor_class():
     assert issubclass(runner.__ray_metadata__.modified_class, TaskRunnerV1.__ray_metadata__.modified_class)
 
 
-@pytest.mark.slow
-def test_setup_hook_registers_losses_inside_a_real_ray_worker():
-    import ray
-
-    @ray.remote
-    def registered() -> list[str]:
-        from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
-
-        return sorted(k for k in POLICY_LOSS_REGISTRY if k.startswith("steerbench_"))
-
-    ray.init(
-        num_cpus=1,
-        include_dashboard=False,
-        runtime_env={
-            "worker_process_setup_hook": "steerbench.verl_plugin.register",
-            "env_vars": {"VERL_USE_EXTERNAL_PLUGINS": "none"},  # prove the hook alone suffices
-        },
-    )
-    try:
-        names = ray.get(registered.remote(), timeout=300)
-    finally:
-        ray.shutdown()
-    from steerbench.methods import REGISTRY
-
-    assert names == sorted(f"steerbench_{m}" for m in REGISTRY)
-
-
 # ---- per-step knob schedules (pos_adv_reweight's λ) -------------------------------------------------
 
 SCHEDULES = ["constant", "stage", "epoch", "entropy_guided"]
@@ -157,16 +172,9 @@ def cpu_internals(monkeypatch):
 
 def posadv_actor(schedule: str, **knobs):
     """verl's composed actor section (DictConfig) for pos_adv_reweight with ``schedule``."""
-    base = {
-        "model_path": "/m",
-        "train_files": "t.parquet",
-        "val_files": "v.parquet",
-        "out": "/tmp/x",
-        "method": "pos_adv_reweight",
-        "knobs": {"schedule": schedule, **knobs},
-    }
-    overrides, _ = compose_overrides(base)
-    return validate_overrides(overrides, method="pos_adv_reweight").actor_rollout_ref.actor
+    return verl_config(
+        _ROOT, "pos_adv_reweight", knobs={"schedule": schedule, **knobs}
+    ).actor_rollout_ref.actor
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -232,9 +240,7 @@ def test_knob_schedule_from_verls_actor_config_and_the_pushed_loss_uses_the_new_
 
 
 def worker_actor_config_omega(method: str):
-    base = {"model_path": "/m", "train_files": "t.parquet", "val_files": "v.parquet", "out": "/tmp/x"}
-    overrides, _ = compose_overrides({**base, "method": method})
-    return validate_overrides(overrides, method=method).actor_rollout_ref.actor
+    return verl_config(_ROOT, method).actor_rollout_ref.actor
 
 
 class _RecordingWorkerGroup:

@@ -1,7 +1,7 @@
 """verl backend: registry plug-in (``steerbench.verl_plugin``), entropy shim, command composer, reward, log import.
 
 Public entry points:
-    build_verl_launch(cfg, ...) -> VerlLaunch      steerbench.verl.launch
+    build_verl_launch(cfg, run_dir) -> VerlLaunch  steerbench.verl.launch  (cfg from steerbench.config.compose)
     import_verl_logs(paths, run_dir) -> int        steerbench.verl.importer
     compute_score / compute_score_with_acc         steerbench.verl.reward
 Nothing here imports verl at package import time; verl is needed only by the submodules that use it.

@@ -24,7 +24,11 @@ that factor gives exactly verl's normalisation (tested against ``vanilla``), and
 over micro-batches and DP ranks sums to the mini-batch mean like any built-in loss.
 
 Entropy, reference log-probs. verl never passes them to a registered loss. The shim in
-:mod:`steerbench.verl.shim` puts them in :data:`EXTRA_INPUTS` for the duration of one ``ppo_loss`` call.
+:mod:`steerbench.verl.shim` puts them in :data:`EXTRA_INPUTS` for the duration of one ``ppo_loss`` call:
+the current policy's entropy (``entropy``, only when a method reads it: ``actor.calculate_entropy`` is
+off otherwise, so the update's forward builds no full-vocabulary entropy at all), π_old's entropy from the
+batch (``old_entropy``: verl's ``entropy`` field, what STEER's ``entropy=rollout`` reads) and
+``ref_log_prob``. See :func:`entropy_sources`.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ ACTOR_NATIVE = {
 ALGORITHM_NATIVE = {"norm_adv_by_std": "norm_adv_by_std_in_grpo"}
 NATIVE_KNOBS = frozenset(ACTOR_NATIVE) | frozenset(ALGORITHM_NATIVE)
 
-# Filled by steerbench.verl.shim for the duration of one ppo_loss call: "entropy", "ref_log_prob" (B, T)
+# Filled by steerbench.verl.shim for one ppo_loss call: "entropy", "old_entropy", "ref_log_prob" (B, T)
 EXTRA_INPUTS: contextvars.ContextVar[dict[str, torch.Tensor] | None] = contextvars.ContextVar(
     "steerbench_verl_extra_inputs", default=None
 )
@@ -205,15 +209,25 @@ def make_policy_loss(method: str):
             )
         extra = EXTRA_INPUTS.get() or {}
         needs = set(spec.needs)
-        entropy = extra.get("entropy")
-        if ("entropy" in needs or "entropy_grad" in needs) and entropy is None:
+        knobs = knobs_from_actor_config(method, config, loss_agg_mode)
+        sources = entropy_sources(method, knobs)
+        entropy = extra.get("entropy") if sources & {"current", "current_grad"} else None
+        if sources & {"current", "current_grad"} and entropy is None:
             raise MethodError(
                 f"method {method!r} needs the current policy's token entropy, which verl's registry does not pass; "
                 "launch with `python -m steerbench.verl.main_ppo` (steerbench's entropy shim) and "
                 "actor_rollout_ref.actor.calculate_entropy=true"
             )
-        if entropy is not None and "entropy_grad" not in needs:
+        if entropy is not None and "current_grad" not in sources:
             entropy = entropy.detach()
+        old_entropy = extra.get("old_entropy") if "rollout" in sources else None
+        if "rollout" in sources and old_entropy is None:
+            raise MethodError(
+                f"method {method!r} uses π_old's entropy, the batch's 'entropy' (stored by verl's "
+                "_compute_old_log_prob), which this batch lacks (algorithm.rollout_correction.bypass_mode skips "
+                "that pass) or which reached the loss without steerbench's shim (python -m steerbench.verl.main_ppo); "
+                "set method.entropy=current to use the current policy's"
+            )
         ref_log_prob = extra.get("ref_log_prob")
         if "ref_log_prob" in needs and ref_log_prob is None:
             raise MethodError(
@@ -226,13 +240,12 @@ def make_policy_loss(method: str):
             old_log_prob=old_log_prob.to(dtype),
             advantages=advantages.to(dtype),
             response_mask=response_mask,
-            entropy=None if entropy is None or not needs & {"entropy", "entropy_grad"} else entropy.to(dtype),
+            entropy=None if entropy is None else entropy.to(dtype),
             ref_log_prob=None
             if ref_log_prob is None or "ref_log_prob" not in needs
             else ref_log_prob.to(dtype),
-            old_entropy=None if "old_entropy" not in extra else extra["old_entropy"].detach().to(dtype),
+            old_entropy=None if old_entropy is None else old_entropy.detach().to(dtype),
         )
-        knobs = knobs_from_actor_config(method, config, loss_agg_mode)
         loss, metrics = compute_policy_loss(method, batch, **knobs)
         info = dict(_cfg_get(config, "global_batch_info", None) or {})
         scale = dp_scale(
@@ -337,21 +350,48 @@ def missing_registrations(method: str) -> list[str]:
     return missing
 
 
+def entropy_sources(method: str, knobs: dict[str, Any] | None = None) -> frozenset[str]:
+    """Which token entropy a method reads: "current" (π_θ's, detached), "current_grad" (π_θ's, with
+    gradient) or "rollout" (π_old's at sampling time: verl's batch field ``entropy``; STEER's
+    ``entropy=rollout``, the release). Empty for methods that read none."""
+    spec = REGISTRY[method]
+    needs = set(spec.needs)
+    if "entropy_grad" in needs:
+        return frozenset({"current_grad"})
+    if "entropy" not in needs:
+        return frozenset()
+    choice = {**spec.knobs(), **(knobs or {})}.get("entropy", "current")
+    return frozenset({"rollout" if choice == "rollout" else "current"})
+
+
+def entropy_needs_grad(config: Any) -> bool:
+    """True when the actor's entropy must keep its gradient: verl's own bonus (``entropy_coeff`` ≠ 0) or
+    a steerbench method that trains through it (``entropy_bonus``)."""
+    if float(_cfg_get(config, "entropy_coeff", 0.0) or 0.0) != 0.0:
+        return True
+    loss_mode = str(_cfg_get(_cfg_get(config, "policy_loss"), "loss_mode", ""))
+    method = loss_mode[len(PREFIX) :] if loss_mode.startswith(PREFIX) else None
+    return method in REGISTRY and "current_grad" in entropy_sources(method)
+
+
 @dataclass(frozen=True)
 class ShimNeeds:
-    entropy: bool  # actor.calculate_entropy=true and the ppo_loss wrapper
+    entropy: bool  # the current policy's: actor.calculate_entropy=true and the ppo_loss wrapper
+    old_entropy: bool  # π_old's, from the batch: the ppo_loss wrapper (the update forward computes none)
     ref_log_prob: bool  # use_kl_loss=true with kl_loss_coef=0 and the ppo_loss wrapper
     seq_log_prob: bool  # the compute_advantage wrapper in the trainer process
 
     @property
     def any(self) -> bool:
-        return self.entropy or self.ref_log_prob or self.seq_log_prob
+        return self.entropy or self.old_entropy or self.ref_log_prob or self.seq_log_prob
 
 
-def shim_needs(method: str) -> ShimNeeds:
+def shim_needs(method: str, knobs: dict[str, Any] | None = None) -> ShimNeeds:
     needs = set(REGISTRY[method].needs)
+    sources = entropy_sources(method, knobs)
     return ShimNeeds(
-        entropy=bool(needs & {"entropy", "entropy_grad"}),
+        entropy=bool(sources & {"current", "current_grad"}),
+        old_entropy="rollout" in sources,
         ref_log_prob="ref_log_prob" in needs,
         seq_log_prob="seq_log_prob" in needs,
     )

@@ -8,48 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from steerbench.errors import RunFailed, UsageError
 from steerbench.runstore import RunStore
 
 
-def verl_launch_config(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    v = cfg.verl
-    if not cfg.model.hf_path:
-        raise UsageError("--backend verl needs --model PATH (a Hugging Face causal-LM directory)")
-    if not v.train_files or not v.val_files:
-        raise UsageError("--backend verl needs --train-data FILE and --val-data FILE (verl-format parquet)")
-    for key in ("train_files", "val_files"):
-        if not Path(v[key]).exists():
-            raise UsageError(f"{key.replace('_files', ' data')} file {v[key]} does not exist")
-    return {
-        "method": OmegaConf.to_container(cfg.method, resolve=True),
-        "scenario": OmegaConf.to_container(cfg.scenario, resolve=True),
-        "model_path": cfg.model.hf_path,
-        "train_files": v.train_files,
-        "val_files": v.val_files,
-        "out": run_dir,
-        "n_gpus_per_node": v.n_gpus_per_node,
-        "nnodes": v.nnodes,
-        "steps": cfg.trainer.steps,
-        "seed": cfg.trainer.seed,
-        "preset": v.preset,
-        "wandb": cfg.trainer.wandb,
-        "overrides": list(v.overrides),
-        "launcher": v.launcher,
-        "ray_address": v.ray_address,
-    }
-
-
-def build_launch(cfg: DictConfig, run_dir: Path) -> Any:
+def print_dry_run(cfg: DictConfig, run_dir: Path, as_json: bool) -> None:
     from steerbench.verl.launch import build_verl_launch
 
-    return build_verl_launch(verl_launch_config(cfg, run_dir), launcher=cfg.verl.launcher)
-
-
-def print_dry_run(cfg: DictConfig, run_dir: Path, as_json: bool) -> None:
-    launch = build_launch(cfg, run_dir)
+    launch = build_verl_launch(cfg, run_dir)
     typer.echo(json.dumps(launch.to_json(), indent=2) if as_json else " \\\n  ".join(launch.command))
 
 
@@ -66,6 +34,7 @@ def train_verl(
     verl launched locally inside it), so ``verl.launcher=slurm`` is refused here.
     """
     from steerbench.verl.importer import import_verl_logs
+    from steerbench.verl.launch import build_verl_launch
 
     if cfg.verl.launcher == "slurm":
         raise UsageError(
@@ -73,7 +42,7 @@ def train_verl(
             "(each cell runs verl inside its own allocation), or `steerbench run --backend verl "
             "--launcher slurm --dry-run` to get the sbatch script"
         )
-    result = build_launch(cfg, store.path).run(check=False)
+    result = build_verl_launch(cfg, store.path).run(check=False)
     if result.returncode != 0:
         raise RunFailed(f"verl exited with code {result.returncode}; logs in {store.path / 'verl_logs'}")
     import_verl_logs(None, store.path)

@@ -28,8 +28,9 @@ loss_agg_mode, config, rollout_is_weights`` only, and an advantage estimator wit
   (blocking, so the next ``update_actor`` uses it). The λ per step is also kept in
   ``<trainer.default_local_dir>/steerbench_schedule.json``, so a resumed run continues its schedule.
 
-All are installed by :class:`steerbench trainers <make_shimmed_trainer>` registered with verl's public
-``register_trainer`` and selected by :class:`SteerbenchTaskRunner` (entry ``python -m steerbench.verl.main_ppo``).
+All are installed by the shimmed trainer (:func:`make_shimmed_trainer`), which
+:func:`install_shimmed_trainer` puts in verl's trainer registry under the *same* mode name (``sync`` stays
+``sync``) inside :class:`SteerbenchTaskRunner` (entry ``python -m steerbench.verl.main_ppo``).
 Everything checks :func:`steerbench.verl.compat.require_verl` first: another verl fails loudly.
 """
 
@@ -53,7 +54,7 @@ PPO_LOSS_INTERNALS = (
 )
 ADVANTAGE_INTERNALS = ("verl.trainer.ppo.v1.utils:compute_advantage",)
 TRAINER_INTERNALS = (
-    "verl.trainer.ppo.v1.trainer_base:register_trainer",
+    "verl.trainer.ppo.v1.trainer_base:TRAINER_REGISTRY",
     "verl.trainer.ppo.v1.trainer_base:get_trainer_cls",
     "verl.trainer.main_ppo:TaskRunnerV1",
 )
@@ -62,20 +63,29 @@ STEP_HOOK_INTERNALS = (
     "verl.trainer.ppo.v1.trainer_base:PPOTrainer.fit",
     "verl.trainer.ppo.v1.trainer_base:PPOTrainer._compute_old_log_prob",
 )
-SHIM_TRAINER_PREFIX = "steerbench+"
 ENTROPY_METRIC = "actor/entropy"
 SCHEDULE_FILE = "steerbench_schedule.json"
 
 
 def extra_inputs_ppo_loss(config: Any, model_output: Any, data: Any, dp_group: Any = None):
-    """verl's ``ppo_loss`` with the actor's entropy and the batch's ref log-probs handed to steerbench losses."""
+    """verl's ``ppo_loss`` with the actor's entropy, π_old's entropy and the ref log-probs handed to our losses.
+
+    verl's ``ppo_loss`` subtracts ``entropy_coeff · agg(entropy)`` whenever the forward returned an entropy,
+    so with coefficient 0 the full-vocabulary entropy would still sit in the backward graph. Unless the
+    method trains through the entropy (``entropy_bonus``), it is detached first.
+    """
     from verl.workers.utils.losses import ppo_loss
     from verl.workers.utils.padding import no_padding_2_padding
+
+    from steerbench.verl.losses import entropy_needs_grad
 
     extra: dict[str, Any] = {}
     entropy = model_output.get("entropy", None)
     if entropy is not None:
-        extra["entropy"] = no_padding_2_padding(entropy, data)  # grad kept; losses detach unless they need it
+        if not entropy_needs_grad(config):
+            entropy = entropy.detach()
+            model_output = {**model_output, "entropy": entropy}
+        extra["entropy"] = no_padding_2_padding(entropy, data)
     if "ref_log_prob" in data.keys():
         extra["ref_log_prob"] = data.select("ref_log_prob").to_padded_tensor()["ref_log_prob"]
     if "entropy" in data.keys():  # π_old's, stored by _compute_old_log_prob (STEER's entropy=rollout)
@@ -323,21 +333,29 @@ def make_shimmed_trainer(base: type) -> type:
     return SteerbenchTrainer
 
 
-def select_shimmed_trainer(config: Any) -> str:
-    """Register the shimmed twin of ``trainer.v1.trainer_mode`` and point the config at it (in place)."""
-    require_verl(*PPO_LOSS_INTERNALS, *ADVANTAGE_INTERNALS, *TRAINER_INTERNALS)
-    from omegaconf import open_dict
-    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, get_trainer_cls, register_trainer
+def trainer_class_for(config: Any) -> type:
+    """The shimmed trainer for ``config.trainer.v1.trainer_mode``, installed under that same name."""
+    return install_shimmed_trainer(str(config.trainer.v1.trainer_mode))
 
-    mode = str(config.trainer.v1.trainer_mode)
-    if mode.startswith(SHIM_TRAINER_PREFIX):
-        return mode
-    name = SHIM_TRAINER_PREFIX + mode
-    if name not in TRAINER_REGISTRY:
-        register_trainer(name)(make_shimmed_trainer(get_trainer_cls(mode)))
-    with open_dict(config):
-        config.trainer.v1.trainer_mode = name
-    return name
+
+def install_shimmed_trainer(mode: str) -> type:
+    """Make ``get_trainer_cls(mode)`` return the shimmed subclass of verl's trainer for ``mode``.
+
+    The mode name stays as it is: ``trainer_base.py`` branches on ``trainer.v1.trainer_mode == "sync"``
+    (replay buffer, ``gen_batch_size``, TransferQueue state in checkpoints), so a renamed mode would turn
+    the sync trainer into the async one. verl's ``register_trainer`` refuses to rebind a name, hence the
+    registry entry is replaced directly; this runs only in the TaskRunner process, which exists for one run.
+    """
+    require_verl(*PPO_LOSS_INTERNALS, *ADVANTAGE_INTERNALS, *TRAINER_INTERNALS)
+    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, get_trainer_cls
+
+    base = get_trainer_cls(mode)
+    if getattr(base, "_steerbench_shim", False):
+        return base
+    shimmed = make_shimmed_trainer(base)
+    shimmed._steerbench_shim = True  # type: ignore[attr-defined]
+    TRAINER_REGISTRY[mode] = shimmed
+    return shimmed
 
 
 def task_runner_class():
@@ -350,9 +368,16 @@ def task_runner_class():
 
     class SteerbenchTaskRunner(base):  # type: ignore[misc,valid-type]
         def run(self, config: Any):
-            import steerbench.verl_plugin  # noqa: F401  (registers losses in this process too)
+            import os
 
-            select_shimmed_trainer(config)
-            return super().run(config)
+            import steerbench.verl_plugin  # noqa: F401  (registers losses in this process too)
+            from steerbench.verl.relay import ENV_VAR, relay_file
+
+            trainer_class_for(config)
+            try:
+                return super().run(config)
+            finally:  # ray launcher: send the metrics back through the job's logs, also after a crash
+                if os.environ.get(ENV_VAR) and os.environ.get("VERL_FILE_LOGGER_PATH"):
+                    relay_file(os.environ["VERL_FILE_LOGGER_PATH"])
 
     return ray.remote(SteerbenchTaskRunner)
