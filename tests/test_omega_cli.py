@@ -112,7 +112,11 @@ def test_run_without_checkpoint_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_cli(["--run", str(tmp_path)], monkeypatch) == 2
-    assert "no checkpoint" in capsys.readouterr().err
+    assert "no config.yaml" in capsys.readouterr().err
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(compose(), resolve=True)))
+    assert run_cli(["--run", str(tmp_path)], monkeypatch) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no checkpoint" in err and "checkpoints/latest.pt" in err.replace(" ", "")
 
 
 def test_model_that_is_not_a_causal_lm_exits_2(
