@@ -82,7 +82,7 @@ def verl_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     if not found:
         hint = (
             f" ({len(weightless)} export(s) hold only config and tokenizer, e.g. {weightless[0]}: launch with "
-            "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model], or merge one with "
+            "hf_model added to actor_rollout_ref.actor.checkpoint.save_contents, or merge one with "
             "`python -m verl.model_merger merge --backend fsdp --local_dir <global_step_N>/actor "
             "--target_dir <global_step_N>/actor/huggingface`)"
             if weightless
