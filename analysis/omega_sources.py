@@ -114,6 +114,13 @@ def parquet_source(
     """Prompts from a verl-format parquet file, rewarded by the verl backend's math reward."""
     from steerbench.verl.reward import compute_score
 
+    try:
+        import math_verify  # noqa: F401  the reward's symbolic comparison
+    except ImportError:
+        raise UsageError(
+            "scoring --data with the math reward needs math-verify: pip install 'steerbench[verl]' "
+            "(or pip install math-verify)"
+        ) from None
     rows = read_verl_parquet(path)
     encoded = [prompt_ids(tokenizer, r["prompt"]) for r in rows]
     keep = [i for i, ids in enumerate(encoded) if len(ids) <= max_prompt_tokens]

@@ -1,64 +1,16 @@
-"""A tiny random-weight Qwen2 causal LM with a byte-level BPE tokenizer and a chat template, built offline."""
+"""The shared verl parquet files for tests, skipped with a reason when they are not mounted."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 def shared_parquet(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_file():
         pytest.skip(f"{path} is absent: the shared datasets are not mounted beside this checkout")
-    return path
-
-
-def train_tokenizer(texts: list[str], vocab_size: int = 300) -> object:
-    """Byte-level BPE trained on ``texts`` (tokenizers library, no hub), wrapped as a transformers tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-def save_tiny_qwen2(path: Path, texts: list[str], seed: int = 0, layers: int = 2) -> Path:
-    """save_pretrained a random 2-layer Qwen2 (hidden 32) and its BPE tokenizer under ``path``."""
-    import transformers
-
-    tokenizer = train_tokenizer(texts)
-    torch.manual_seed(seed)
-    config = transformers.Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    transformers.Qwen2ForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
     return path

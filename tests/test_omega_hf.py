@@ -13,13 +13,14 @@ import yaml
 
 pytest.importorskip("transformers")
 
-from omega_hf_helpers import save_tiny_qwen2, shared_parquet  # noqa: E402
+from omega_hf_helpers import shared_parquet  # noqa: E402
 
 from steerbench.analysis.omega import RolloutBatch, measure_entropy_change  # noqa: E402
 from steerbench.analysis.omega_policies import HFOptions, hf_subject  # noqa: E402
 from steerbench.analysis.omega_sources import collect_batches  # noqa: E402
 from steerbench.cli import main  # noqa: E402
 from steerbench.local.hf import load_hf_policy, load_hf_tokenizer  # noqa: E402
+from steerbench.local.tiny_hf import save_tiny_qwen2  # noqa: E402
 
 STABLE_ESTIMATOR_KEYS = {
     "pearson",
