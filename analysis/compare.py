@@ -530,7 +530,7 @@ def write_report(
     Returns ``{"summary": DataFrame, "files": [sorted relative paths], "findings": [sentences],
     "left_out": [runs]}``.
     """
-    from steerbench.analysis import plots
+    from steerbench.analysis import omega_grid, plots
 
     left_out: list[str] = []
     if not include_partial:
@@ -544,6 +544,12 @@ def write_report(
     figures = plots.make_figures(frame, summary, out)  # list of (file name, caption)
     fits = plots.entropy_accuracy_fits(frame)
     sentences = findings(summary)
+    omega_steps = omega_grid.omega_by_step(frame)  # in-training Ω accuracy, when runs logged omega/*
+    if omega_grid.omega_figure(omega_steps, out / "omega_vs_step.png"):
+        figures.append(
+            ("omega_vs_step.png", "In-training Ω accuracy vs step (seed mean), one line per method")
+        )
+    omega_tab = omega_grid.omega_table(omega_steps)
 
     n_runs = frame["run"].nunique()
     md = [f"# {title}", ""]
@@ -563,6 +569,8 @@ def write_report(
     ]
     fit_tab = _fit_table(fits)
     md += [_markdown_table(fit_tab) if not fit_tab.empty else "(no eval steps with entropy to fit)", ""]
+    if not omega_tab.empty:
+        md += ["## In-training Ω accuracy", "", _markdown_table(omega_tab), ""]
     md += ["## Figures", ""]
     for name, caption in figures:
         md += [f"![{caption}]({name})", ""]
@@ -586,6 +594,11 @@ def write_report(
         "<h2>Entropy–accuracy fit</h2>",
         "<p>Cui et al. (2025): R = −a·exp(H) + b, fitted at eval steps.</p>",
         fit_tab.to_html(index=False, escape=True, border=0) if not fit_tab.empty else "<p>(no data)</p>",
+        *(
+            ["<h2>In-training Ω accuracy</h2>", omega_tab.to_html(index=False, escape=True, border=0)]
+            if not omega_tab.empty
+            else []
+        ),
         "<h2>Figures</h2>",
     ]
     for name, caption in figures:
