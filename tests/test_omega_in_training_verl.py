@@ -138,10 +138,14 @@ def test_shimmed_trainer_leaves_unmeasured_steps_alone() -> None:
             metrics["actor/pg_loss"] = 0.1
             return batch
 
+    class Batch:  # verl's KVBatchMeta: per-batch settings in extra_info
+        extra_info: dict = {"temperature": 1.0}
+
+    batch = Batch()
     for every, step in ((0, 4), (3, 4)):
         trainer = make_shimmed_trainer(Base)()
         trainer.config = OmegaConf.create({"trainer": {"steerbench_omega_every": every}})
         trainer.global_steps = step
         metrics: dict = {}
-        assert trainer._update_actor("batch", metrics) == "batch"
+        assert trainer._update_actor(batch, metrics) is batch
         assert metrics == {"actor/pg_loss": 0.1}

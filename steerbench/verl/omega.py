@@ -38,8 +38,12 @@ def is_measured_step(global_step: int, every: int) -> bool:
     return every > 0 and global_step % every == 0
 
 
-def after_actor_update(trainer: Any, batch: Any, metrics: dict) -> None:
-    """On every K-th global step, add in-training Ω metrics for ``batch`` (a ``KVBatchMeta``) to ``metrics``."""
+def after_actor_update(trainer: Any, batch: Any, metrics: dict, extra_info: dict) -> None:
+    """On every K-th global step, add in-training Ω metrics for ``batch`` (a ``KVBatchMeta``) to ``metrics``.
+
+    ``extra_info``: the batch's settings before ``_update_actor`` added the update's (mini-batch size,
+    epochs, ...), so the extra pass runs exactly like ``_compute_old_log_prob``'s; restored afterwards.
+    """
     if not is_measured_step(int(trainer.global_steps), omega_every(trainer.config)):
         return
     require_verl(*OMEGA_INTERNALS)
@@ -51,14 +55,17 @@ def after_actor_update(trainer: Any, batch: Any, metrics: dict) -> None:
     before = tq.kv_batch_get(
         keys=batch.keys, partition_id=batch.partition_id, select_fields=list(VERL_FIELDS)
     )
-    batch.extra_info.update(
-        {
-            "calculate_entropy": True,
-            "compute_loss": False,
-            "temperature": trainer.config.actor_rollout_ref.rollout.temperature,
-        }
-    )
-    trainer.actor_rollout_wg.compute_log_prob(batch)
+    after_update = batch.extra_info
+    batch.extra_info = {
+        **extra_info,
+        "calculate_entropy": True,
+        "compute_loss": False,
+        "temperature": trainer.config.actor_rollout_ref.rollout.temperature,
+    }
+    try:
+        trainer.actor_rollout_wg.compute_log_prob(batch)
+    finally:
+        batch.extra_info = after_update
     after = tq.kv_batch_get(
         keys=batch.keys, partition_id=batch.partition_id, select_fields=["entropy", "response_mask"]
     )

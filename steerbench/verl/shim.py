@@ -301,8 +301,11 @@ def make_shimmed_trainer(base: type) -> type:
             self.actor_rollout_wg.set_loss_fn(make_worker_loss_fn(actor, knobs))
 
         def _update_actor(self, batch: Any, metrics: dict):
+            before_update = dict(batch.extra_info)  # the log-prob pass of in-training Ω reuses these settings
             batch = super()._update_actor(batch, metrics)
-            omega_after_actor_update(self, batch, metrics)  # in-training Ω (steerbench.verl.omega), off by default
+            omega_after_actor_update(
+                self, batch, metrics, before_update
+            )  # steerbench.verl.omega; off by default
             return batch
 
         def _steerbench_schedule_path(self) -> Path:
