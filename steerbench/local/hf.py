@@ -12,7 +12,8 @@ from steerbench.errors import UsageError
 
 
 class HFPolicy(nn.Module):
-    """Wraps a transformers causal LM: `forward(tokens, kv_cache=None, start_pos=0) -> float32 logits`.
+    """Wraps a transformers causal LM: `forward(tokens, kv_cache=None, start_pos=0) -> logits`, float32
+    (float64 for a float64 model, so exactness checks stay exact).
 
     The KV cache is transformers' own `DynamicCache`, which grows in place; `start_pos` is implied by its
     length and accepted only so the sampler can call both model kinds the same way.
