@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
+from omega_helpers import run_validate_omega as run_cli
 from omegaconf import OmegaConf
 
-from steerbench.cli import main
 from steerbench.config import compose
 from steerbench.local.model import ModelConfig, TinyPolicy
 from steerbench.local.tasks import TOKENIZER
-
-
-def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["steerbench", "validate-omega", *argv])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

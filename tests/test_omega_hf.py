@@ -4,7 +4,6 @@ prompted from the shared verl parquet files and scored with the verl backend's m
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,12 @@ import yaml
 
 pytest.importorskip("transformers")
 
-from omega_hf_helpers import shared_parquet  # noqa: E402
+from omega_helpers import run_validate_omega as run_cli  # noqa: E402
+from omega_helpers import shared_parquet  # noqa: E402
 
 from steerbench.analysis.omega import RolloutBatch, measure_entropy_change  # noqa: E402
 from steerbench.analysis.omega_policies import HFOptions, hf_subject  # noqa: E402
 from steerbench.analysis.omega_sources import collect_batches  # noqa: E402
-from steerbench.cli import main  # noqa: E402
 from steerbench.local.hf import load_hf_policy, load_hf_tokenizer  # noqa: E402
 from steerbench.local.tiny_hf import save_tiny_qwen2  # noqa: E402
 
@@ -46,15 +45,6 @@ SMALL = [
     "--max-prompt-tokens",
     "64",
 ]
-
-
-def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["steerbench", "validate-omega", *argv])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

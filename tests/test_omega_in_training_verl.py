@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omega_helpers import ToyLM
 from omegaconf import OmegaConf
-from torch import nn
 
 from steerbench.analysis.in_training import (
     BATCH_ESTIMATORS,
@@ -15,21 +15,6 @@ from steerbench.analysis.in_training import (
 )
 from steerbench.analysis.omega import RolloutBatch, measure_entropy_change
 from steerbench.verl.omega import is_measured_step, omega_every
-
-
-class ToyLM(nn.Module):
-    """float64 causal LM small enough for exact checks: running-mean context mixing + MLP head."""
-
-    def __init__(self, vocab: int = 13, d: int = 10) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(vocab, d, dtype=torch.float64)
-        self.mix = nn.Linear(d, d, dtype=torch.float64)
-        self.out = nn.Linear(d, vocab, dtype=torch.float64)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.emb(tokens)
-        x = torch.cumsum(x, 1) / torch.arange(1, tokens.shape[1] + 1, dtype=x.dtype)[None, :, None]
-        return self.out(torch.tanh(self.mix(x)))
 
 
 def verl_like_batch(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -81,7 +66,7 @@ def test_batch_path_reproduces_a_real_measured_step() -> None:
     """A real SGD step of GRPO's loss on a float64 model, re-scored as the verl hook does: the batch-only
     predictions must agree with the measurement path's own (same tokens, same ΔH) statistic for statistic."""
     torch.manual_seed(1)
-    model = ToyLM()
+    model = ToyLM(vocab=13, d=10)
     g = torch.Generator().manual_seed(2)
     B, P, T = 8, 3, 6
     tokens = torch.randint(0, 13, (B, P + T), generator=g)
