@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from omega_helpers import STABLE_ESTIMATOR_KEYS
 from omega_helpers import run_validate_omega as run_cli
 from omegaconf import OmegaConf
 
@@ -42,16 +43,7 @@ def test_json_report_has_the_stable_schema(
     assert set(report) >= {"estimators", "setup", "lr_sweep"}
     assert set(report["estimators"]) == {"steer_release", "steer_paper", "softmax_full", "cov", "jvp"}
     for est in report["estimators"].values():
-        assert set(est) >= {
-            "pearson",
-            "spearman",
-            "sign_agreement",
-            "slope",
-            "r2",
-            "ci",
-            "by_quadrant",
-            "levels",
-        }
+        assert set(est) >= STABLE_ESTIMATOR_KEYS
         assert set(est["levels"]) == {"token", "sequence", "batch"}
         assert est["levels"]["batch"]["n"] == 3
     assert report["setup"]["method"] == "steer"  # taken from the run's config

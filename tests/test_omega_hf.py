@@ -12,8 +12,11 @@ import yaml
 
 pytest.importorskip("transformers")
 
+from omega_helpers import (
+    STABLE_ESTIMATOR_KEYS,  # noqa: E402
+    shared_parquet,  # noqa: E402
+)
 from omega_helpers import run_validate_omega as run_cli  # noqa: E402
-from omega_helpers import shared_parquet  # noqa: E402
 
 from steerbench.analysis.omega import RolloutBatch, measure_entropy_change  # noqa: E402
 from steerbench.analysis.omega_policies import HFOptions, hf_subject  # noqa: E402
@@ -21,16 +24,6 @@ from steerbench.analysis.omega_sources import collect_batches  # noqa: E402
 from steerbench.local.hf import load_hf_policy, load_hf_tokenizer  # noqa: E402
 from steerbench.local.tiny_hf import save_tiny_qwen2  # noqa: E402
 
-STABLE_ESTIMATOR_KEYS = {
-    "pearson",
-    "spearman",
-    "sign_agreement",
-    "slope",
-    "r2",
-    "ci",
-    "by_quadrant",
-    "levels",
-}
 SMALL = [
     "--batches",
     "3",
