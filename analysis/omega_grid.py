@@ -23,8 +23,7 @@ STATS = ("pearson", "sign_agreement")
 
 def omega_by_step(frame: pd.DataFrame) -> pd.DataFrame:
     """Long table of the seed-mean in-training Ω statistics (empty when no run logged any)."""
-    cols = {c: OMEGA_COLUMN.match(c) for c in frame.columns}
-    cols = {c: m for c, m in cols.items() if m}
+    cols = {c: m for c in frame.columns if (m := OMEGA_COLUMN.match(str(c)))}
     keys = [k for k in ("scenario", "method", "variant") if k in frame.columns]
     out_cols = [*keys, "estimator", "step", *STATS, "n"]
     if not cols:
