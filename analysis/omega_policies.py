@@ -85,9 +85,7 @@ def hf_subject(path: str | Path, opts: HFOptions, dtype: torch.dtype, device: to
         opts.data, tokenizer, int(pad), eos, opts.max_new_tokens or 512, opts.max_prompt_tokens
     )
     tok_name = type(tokenizer).__name__
-    return Subject(
-        policy, source, {"source": "hf", "model": str(path), "tokenizer": tok_name, **source.description}
-    )
+    return Subject(policy, source, {"source": "hf", "model": str(path), "tokenizer": tok_name})
 
 
 def _eos_id(policy: Any, tokenizer: Any) -> int | None:

@@ -210,6 +210,7 @@ def validate_subject(
     vocab = int(getattr(subject.policy, "vocab_size", 0) or 0)
     chunk = row_chunk or auto_row_chunk(rollouts, vocab, device)
     setup = {
+        **subject.source.description,  # task, or data file
         **subject.setup,
         "rewards": rewards,
         "prompts_per_batch": prompts,

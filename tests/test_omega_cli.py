@@ -47,7 +47,7 @@ def test_json_report_has_the_stable_schema(
         assert set(est["levels"]) == {"token", "sequence", "batch"}
         assert est["levels"]["batch"]["n"] == 3
     assert report["setup"]["method"] == "steer"  # taken from the run's config
-    assert report["setup"]["source"] == "run"
+    assert report["setup"]["source"] == "run" and report["setup"]["task"] == "add"
     assert set(report["lr_sweep"]) == {"0.001", "0.01"}
     assert report["estimators"]["jvp"]["pearson"] > 0.9
 
