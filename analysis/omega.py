@@ -244,7 +244,10 @@ def measure_entropy_change(
     """One real optimiser step on a deep copy of ``model``; measured and predicted ΔH per response token.
 
     ``loss_fn`` (PolicyBatch → scalar) replaces the method's loss, e.g. for closed-form testbeds.
-    ``dtype`` is the dtype of the model copy and of every entropy computation (float32 by default).
+    ``dtype`` is the dtype of the model copy and of every entropy computation (float32 by default; a
+    bfloat16 copy keeps float32 statistics). ``row_chunk`` rows go through each forward and backward
+    (None: all at once), so memory scales with the chunk, not the batch. Tensors may live on any device;
+    the result is on the CPU.
     """
     check_options(optimizer, lr, estimators, temperature)
     from steerbench.methods.batch import PolicyBatch
@@ -253,45 +256,43 @@ def measure_entropy_change(
     policy.eval()
     for p in policy.parameters():
         p.requires_grad_(True)
+    stat = stats_dtype(dtype)
     tokens, P = batch.tokens, batch.prompt_len
-    mask = batch.response_mask.to(dtype)
-    adv = batch.advantages.to(dtype) * mask
+    mask = batch.response_mask.to(stat)
+    adv = batch.advantages.to(stat) * mask
 
     with torch.no_grad():
-        lp0, h0, e0 = response_stats(policy, tokens, P, temperature, dtype, row_chunk)
+        lp0, h0, e0 = response_stats(policy, tokens, P, temperature, stat, row_chunk)
 
     # -- the real step, with the method's loss (r = 1: π_old is the policy being stepped) --
     fn = loss_fn or default_loss_fn(method, **(knobs or {}))
     entropy_grad = loss_fn is None and _needs_entropy_grad(method)
-    logits = _logits(policy, tokens[:, :-1])[:, P - 1 :]
-    log_prob, entropy, _ = entropy_stats(logits, tokens[:, P:], temperature, dtype)
-    log_prob_leaf = log_prob.detach().requires_grad_(True)  # to read ∂L/∂log π_t per token
+    # the loss sees leaves standing for log π_t and H_t, so ∂L/∂log π_t (and ∂L/∂H_t) are read per token and
+    # the step's gradient is Σ_t ∂L/∂log π_t ∇θ log π_t (+ ∂L/∂H_t ∇θ H_t), backpropagated a row chunk at a time
+    log_prob_leaf = lp0.clone().requires_grad_(True)
+    entropy_leaf = h0.clone().requires_grad_(entropy_grad)
     pb = PolicyBatch(
         log_prob=log_prob_leaf,
-        old_log_prob=lp0.detach(),
+        old_log_prob=lp0,
         advantages=adv,
         response_mask=batch.response_mask,
-        entropy=entropy if entropy_grad else entropy.detach(),
+        entropy=entropy_leaf,
         group_index=batch.group_index,
-        rewards=None if batch.rewards is None else batch.rewards.to(dtype),
-        old_entropy=entropy.detach(),  # π_old is the policy being stepped
+        rewards=None if batch.rewards is None else batch.rewards.to(stat),
+        old_entropy=h0,  # π_old is the policy being stepped
     )
     loss = fn(pb)
     if not torch.isfinite(loss):
         raise UsageError(f"method {method!r} returned a non-finite loss ({loss.item()}) on this batch")
+    leaves = [log_prob_leaf, entropy_leaf] if entropy_grad else [log_prob_leaf]
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    grad_lp = torch.zeros_like(lp0) if grads[0] is None else grads[0]
+    grad_h = grads[1] if entropy_grad else None
     params = [p for p in policy.parameters() if p.requires_grad]
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
-    grad_lp = torch.autograd.grad(loss, log_prob_leaf, retain_graph=True, allow_unused=True)[0]
-    grad_lp = torch.zeros_like(log_prob_leaf) if grad_lp is None else grad_lp
-    # backprop the loss into θ: through log π (via the leaf's gradient) and, if used, through H
-    surrogate = (log_prob * grad_lp.detach()).sum()
-    if entropy_grad and entropy.requires_grad:
-        grad_h = torch.autograd.grad(loss, entropy, retain_graph=True, allow_unused=True)[0]
-        if grad_h is not None:
-            surrogate = surrogate + (entropy * grad_h.detach()).sum()
     for p in params:
         p.grad = None
-    surrogate.backward()
+    _backprop_token_weights(policy, tokens, P, temperature, stat, grad_lp, grad_h, row_chunk)
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr)
     else:
@@ -300,7 +301,7 @@ def measure_entropy_change(
     delta = {n: p.detach() - before[n] for n, p in policy.named_parameters()}
 
     with torch.no_grad():
-        _, h1, _ = response_stats(policy, tokens, P, temperature, dtype, row_chunk)
+        _, h1, _ = response_stats(policy, tokens, P, temperature, stat, row_chunk)
         for n, p in policy.named_parameters():  # back to θ_before for the jvp
             p.copy_(before[n])
     measured = (h1 - h0) * mask
@@ -323,21 +324,55 @@ def measure_entropy_change(
         lr=lr / temperature**2,
     )
     if "jvp" in estimators:
-        inputs.jvp = jvp_entropy_change(policy, tokens, P, delta, temperature, dtype, jvp_mode, row_chunk)
-    predicted = {name: ESTIMATORS[name](inputs).detach().to(torch.float64) for name in estimators}
+        inputs.jvp = jvp_entropy_change(policy, tokens, P, delta, temperature, stat, jvp_mode, row_chunk)
+    predicted = {name: ESTIMATORS[name](inputs).detach().to(torch.float64).cpu() for name in estimators}
     metrics = dict(getattr(fn, "metrics", {}) or {})
     step_norm = math.sqrt(sum(float((d.to(torch.float64) ** 2).sum()) for d in delta.values()))
     return StepResult(
-        measured=measured.detach().to(torch.float64),
+        measured=measured.detach().to(torch.float64).cpu(),
         predicted=predicted,
-        advantages=adv.detach().to(torch.float64),
-        log_prob=lp0.to(torch.float64),
-        entropy=h0.to(torch.float64),
-        response_mask=batch.response_mask.detach().bool(),
+        advantages=adv.detach().to(torch.float64).cpu(),
+        log_prob=lp0.to(torch.float64).cpu(),
+        entropy=h0.to(torch.float64).cpu(),
+        response_mask=batch.response_mask.detach().bool().cpu(),
         loss=float(loss.detach()),
         metrics=metrics,
         step_norm=step_norm,
     )
+
+
+def stats_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    """Entropies and the loss in float32 at least: a half-precision model still gets float32 statistics."""
+    return model_dtype if model_dtype == torch.float64 else torch.float32
+
+
+def fit_row_chunk(rows: int, length: int, vocab: int, budget_bytes: int) -> int:
+    """Rows per forward so that ~8 float32 copies of their (length × vocab) logits fit in ``budget_bytes``
+    (logits, log-softmax, probabilities and their gradients or tangents dominate at a 150k vocabulary)."""
+    per_row = 8 * 4 * max(1, length) * max(1, vocab)
+    return max(1, min(rows, budget_bytes // per_row))
+
+
+def _backprop_token_weights(
+    policy: nn.Module,
+    tokens: torch.Tensor,
+    prompt_len: int,
+    temperature: float,
+    dtype: torch.dtype,
+    grad_lp: torch.Tensor,
+    grad_h: torch.Tensor | None,
+    row_chunk: int | None,
+) -> None:
+    """Accumulate ∇θ Σ_t [g_t log π_t + h_t H_t] into ``.grad``, ``row_chunk`` rows per forward/backward."""
+    rows = row_chunk or tokens.shape[0]
+    for s in range(0, tokens.shape[0], rows):
+        tok = tokens[s : s + rows]
+        logits = _logits(policy, tok[:, :-1])[:, prompt_len - 1 :]
+        lp, h, _ = entropy_stats(logits, tok[:, prompt_len:], temperature, dtype)
+        surrogate = (lp * grad_lp[s : s + rows].detach()).sum()
+        if grad_h is not None:
+            surrogate = surrogate + (h * grad_h[s : s + rows].detach()).sum()
+        surrogate.backward()
 
 
 def check_options(optimizer: str, lr: float, estimators: Sequence[str], temperature: float = 1.0) -> None:

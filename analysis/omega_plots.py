@@ -114,3 +114,21 @@ def write_figures(out: Path, frame: pd.DataFrame, report: dict[str, Any]) -> lis
     if report.get("lr_sweep"):
         paths.append(lr_figure(report, out / "error_vs_lr.png"))
     return paths
+
+
+def over_training_figure(over: list[dict[str, Any]], path: Path) -> Path:
+    """Pearson and sign agreement of each estimator against the checkpoint's training step."""
+    plt = _plt()
+    steps = [row["step"] for row in over]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key, label in ((axes[0], "pearson", "Pearson r"), (axes[1], "sign_agreement", "sign agreement")):
+        for name in over[0]["estimators"]:
+            values = [row["estimators"][name][key] for row in over]
+            ax.plot(steps, [np.nan if v is None else v for v in values], marker="o", label=name)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(0, color="grey", lw=0.8)
+    axes[1].axhline(0.5, color="grey", lw=0.8)
+    axes[1].legend(fontsize=8)
+    return _save(fig, path)

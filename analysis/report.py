@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steerbench.analysis import plots
+from steerbench.analysis import omega_grid, plots
 from steerbench.analysis.findings import findings, fmt, fmt_signed, label
 from steerbench.analysis.matching import ALPHA, CONTROL, POWER, VERDICT_STATS, separates, verdicts
 from steerbench.analysis.render import (
@@ -183,6 +183,7 @@ def sections(
     figures: list[tuple[str, str]],
     fits: pd.DataFrame,
     left_out: list[str],
+    omega: pd.DataFrame | None = None,
 ) -> list[Section]:
     out: list[Section] = [
         Heading(title, 1),
@@ -216,6 +217,8 @@ def sections(
         ),
         Table(fit_table(fits)) if not fits.empty else Paragraph("(no eval steps with entropy to fit)"),
     ]
+    if omega is not None and not omega.empty:
+        out += [Heading("In-training Ω accuracy", 3), Table(omega)]
     rest = [f for f in figures if f[0] not in KEY_FIGURES]
     if rest:
         out += [Heading("More figures"), *(Figure(*f) for f in rest)]
@@ -246,8 +249,13 @@ def write_report(
     _csv(v, out / "verdicts.csv")
     figures = plots.make_figures(frame, out)
     fits = plots.entropy_accuracy_fits(frame)
+    omega_steps = omega_grid.omega_by_step(frame)  # in-training Ω accuracy, when runs logged omega/*
+    if omega_grid.omega_figure(omega_steps, out / "omega_vs_step.png"):
+        figures.append(("omega_vs_step.png", "In-training Ω accuracy vs step (seed mean), one line per method"))
     sentences = findings(summary, v)
-    body = sections(title, runs, frame, summary, v, sentences, figures, fits, left_out)
+    body = sections(
+        title, runs, frame, summary, v, sentences, figures, fits, left_out, omega_grid.omega_table(omega_steps)
+    )
     (out / "report.md").write_text(to_markdown(body))
     (out / "report.html").write_text(to_html(body, title, out))
     files = sorted(

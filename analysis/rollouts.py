@@ -1,9 +1,11 @@
 """Rollout batches for Ω validation: prompts → sampled responses → rewards → the method's advantages.
 
-Works for any policy with ``forward(tokens) -> logits``; uses the embedded KV-cache sampler
-(``steerbench.local.sampler.sample``) when the model has ``new_kv_cache``. Rewards come from a task
-verifier, or are coin flips (the ``random_reward`` sign test) where there is no verifier, e.g. for a
-tokenizer-free Hugging Face model fed random prompt ids.
+Works for any policy with ``forward(tokens) -> logits``. Sampling: a Hugging Face policy with a pad id
+(left-padded prompts of different lengths) goes through transformers' ``generate`` with plain
+softmax(z/τ) sampling (no top-k/top-p/repetition penalty, whatever the model's generation_config says,
+because the entropies are measured on exactly that distribution); other models with ``new_kv_cache`` use
+the embedded KV-cache sampler (``steerbench.local.sampler.sample``); anything else a plain loop. Rewards
+come from a verifier, or are coin flips (the ``random_reward`` sign test) where there is none.
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ def sample_responses(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (B, P+T), response_mask (B, T)); mask is 1 up to and including the first EOS."""
+    if getattr(model, "pad_id", None) is not None and hasattr(model, "lm"):
+        return _hf_generate(model, prompts, max_new_tokens, temperature, eos_id, generator)
+    if generator.device != prompts.device:  # draws on the prompts' device, seeded from the caller's generator
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        generator = torch.Generator(prompts.device).manual_seed(seed)
     if hasattr(model, "new_kv_cache") and eos_id is not None:
         from steerbench.local.sampler import sample
 
         ro = sample(model, prompts, max_new_tokens, temperature, eos_id, generator)
         return ro.tokens, ro.response_mask
     tokens = prompts
-    done = torch.zeros(prompts.shape[0], dtype=torch.bool)
+    done = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
     masks = []
     for _ in range(max_new_tokens):
         probs = torch.softmax(_logits(model, tokens)[:, -1].float() / temperature, -1)
@@ -48,6 +55,44 @@ def sample_responses(
             if bool(done.all()):
                 break
     return tokens, torch.stack(masks, 1)
+
+
+def _hf_generate(
+    model: nn.Module,
+    prompts: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    eos_id: int | None,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers ``generate`` on left-padded prompts; RNG forked and seeded from ``generator``."""
+    from transformers import GenerationConfig
+
+    from steerbench.local.hf import left_pad_attention
+
+    pad = int(model.pad_id)  # type: ignore[arg-type]
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_id,
+        pad_token_id=pad,
+    )
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    devices = [prompts.device] if prompts.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        out = model.lm.generate(  # type: ignore[union-attr,operator]
+            input_ids=prompts, attention_mask=left_pad_attention(prompts, pad), generation_config=config
+        )
+    responses = out[:, prompts.shape[1] :]
+    if eos_id is None:
+        return out, torch.ones_like(responses, dtype=torch.float32)
+    is_eos = (responses == eos_id).long()
+    after_eos = (is_eos.cumsum(1) - is_eos) > 0  # strictly after the first EOS
+    return out, (~after_eos).float()
 
 
 def coin_flip_rewards(generator: torch.Generator) -> RewardFn:
@@ -73,12 +118,14 @@ def make_batch(
     from steerbench.methods import compute_advantages
 
     reps = prompts.repeat_interleave(group_size, 0)
-    group_index = torch.arange(prompts.shape[0]).repeat_interleave(group_size)
+    group_index = torch.arange(prompts.shape[0], device=prompts.device).repeat_interleave(group_size)
     tokens, mask = sample_responses(model, reps, max_new_tokens, temperature, eos_id, generator)
     P = prompts.shape[1]
-    rewards = reward_fn(reps, tokens[:, P:], mask).float()
+    rewards = reward_fn(reps, tokens[:, P:], mask).float().to(tokens.device)
     old_log_prob = response_stats(model, tokens, P, temperature)[0]  # the unlikeliness shaper ranks by it
-    adv = compute_advantages(method, rewards, group_index, mask, old_log_prob, **shaper_knobs(method, knobs))
+    adv = compute_advantages(
+        method, rewards, group_index, mask, old_log_prob, **(knobs or {})
+    )  # one typed config per method: shaper and loss share knobs
     return RolloutBatch(
         tokens=tokens,
         prompt_len=P,
@@ -87,8 +134,3 @@ def make_batch(
         rewards=rewards,
         group_index=group_index,
     )
-
-
-def shaper_knobs(method: str, knobs: dict[str, Any] | None) -> dict[str, Any]:
-    """All method knobs go to both the shaper and the loss (one typed config per method)."""
-    return dict(knobs or {})

@@ -24,6 +24,7 @@ from steerbench.analysis.omega import (
     RolloutBatch,
     StepResult,
     check_options,
+    fit_row_chunk,
     measure_entropy_change,
     quadrant_labels,
 )
@@ -103,8 +104,11 @@ def validate(
     seed: int = 0,
     progress: Progress | None = None,
     setup: dict[str, Any] | None = None,
+    row_chunk: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per-token table at ``lr`` and the report ``{"estimators": ..., "setup": ..., "lr_sweep": ...}``."""
+    """Per-token table at ``lr`` and the report ``{"estimators": ..., "setup": ..., "lr_sweep": ...}``.
+
+    ``row_chunk`` sequences go through each forward/backward/JVP (None: a whole batch at once)."""
     check_options(optimizer, lr, estimators, temperature)
     for x in lrs:
         check_options(optimizer, x, estimators, temperature)
@@ -113,7 +117,16 @@ def validate(
         frames = []
         for i, batch in enumerate(batches):
             res = measure_entropy_change(
-                model, batch, method, optimizer, step_lr, temperature, estimators, knobs, dtype=dtype
+                model,
+                batch,
+                method,
+                optimizer,
+                step_lr,
+                temperature,
+                estimators,
+                knobs,
+                dtype=dtype,
+                row_chunk=row_chunk,
             )
             frames.append(step_frame(res, i, step_lr))
             if progress:
@@ -149,6 +162,75 @@ def validate(
     return frame, json_safe(report)
 
 
+def auto_row_chunk(batches: Sequence[RolloutBatch], vocab: int, device: torch.device) -> int | None:
+    """All rows at once on the CPU; on a GPU as many as fit in a third of its free memory (``fit_row_chunk``)."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    rows = max(b.tokens.shape[0] for b in batches)
+    length = max(b.tokens.shape[1] for b in batches)
+    return fit_row_chunk(rows, length, vocab, free // 3)
+
+
+def validate_subject(
+    subject: Any,
+    *,
+    method: str,
+    knobs: dict[str, Any],
+    batches: int,
+    prompts: int,
+    group_size: int,
+    temperature: float,
+    coin_flips: bool,
+    generator: torch.Generator,
+    device: torch.device,
+    row_chunk: int = 0,
+    warn: Callable[[str], None] = lambda _m: None,
+    on_batch: Callable[[], None] = lambda: None,
+    **validate_kwargs: Any,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Sample the subject's rollout batches and :func:`validate` them (``row_chunk`` 0: automatic)."""
+    from steerbench.analysis.omega_sources import collect_batches
+
+    rollouts, rewards = collect_batches(
+        subject.policy,
+        subject.source,
+        batches=batches,
+        prompts=prompts,
+        group_size=group_size,
+        temperature=temperature,
+        method=method,
+        knobs=knobs,
+        generator=generator,
+        coin_flips=coin_flips,
+        device=device,
+        warn=warn,
+        progress=on_batch,
+    )
+    vocab = int(getattr(subject.policy, "vocab_size", 0) or 0)
+    chunk = row_chunk or auto_row_chunk(rollouts, vocab, device)
+    setup = {
+        **subject.source.description,  # task, or data file
+        **subject.setup,
+        "rewards": rewards,
+        "prompts_per_batch": prompts,
+        "group_size": group_size,
+        "mean_reward": float(torch.cat([b.rewards for b in rollouts if b.rewards is not None]).mean()),
+        "device": str(device),
+    }
+    return validate(
+        subject.policy,
+        rollouts,
+        method=method,
+        temperature=temperature,
+        knobs=knobs,
+        seed=int(validate_kwargs.pop("seed", 0)),
+        setup=setup,
+        row_chunk=chunk,
+        **validate_kwargs,
+    )
+
+
 def write_outputs(out_dir: str | Path, frame: pd.DataFrame, report: dict[str, Any]) -> list[Path]:
     """tokens.parquet, summary.json and PNG figures under ``out_dir``; returns the paths written."""
     from steerbench.analysis.omega_plots import write_figures
@@ -165,3 +247,25 @@ def write_outputs(out_dir: str | Path, frame: pd.DataFrame, report: dict[str, An
 
     atomic_write(summary, dump)
     return [tokens, summary, *write_figures(out, frame, report)]
+
+
+def write_over_training(
+    out_dir: str | Path, results: Sequence[tuple[int | None, pd.DataFrame, dict[str, Any]]]
+) -> list[Path]:
+    """Each checkpoint's outputs under ``step_<N>/``, plus ``over_training.json`` and ``over_training.png``."""
+    from steerbench.analysis.omega_plots import over_training_figure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for step, frame, report in results:
+        written += write_outputs(out / f"step_{step}", frame, report)[:2]
+    over = [{"step": step, **report} for step, _, report in results]
+    summary = out / "over_training.json"
+
+    def dump(p: str) -> None:
+        with open(p, "w") as fh:
+            json.dump({"checkpoints": over}, fh, indent=2, sort_keys=True)
+
+    atomic_write(summary, dump)
+    return [summary, over_training_figure(over, out / "over_training.png"), *written]

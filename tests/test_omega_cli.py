@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
+from omega_helpers import STABLE_ESTIMATOR_KEYS
+from omega_helpers import run_validate_omega as run_cli
 from omegaconf import OmegaConf
 
-from steerbench.cli import main
 from steerbench.config import compose
 from steerbench.local.model import ModelConfig, TinyPolicy
 from steerbench.local.tasks import TOKENIZER
-
-
-def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["steerbench", "validate-omega", *argv])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +43,11 @@ def test_json_report_has_the_stable_schema(
     assert set(report) >= {"estimators", "setup", "lr_sweep"}
     assert set(report["estimators"]) == {"steer_release", "steer_paper", "softmax_full", "cov", "jvp"}
     for est in report["estimators"].values():
-        assert set(est) >= {
-            "pearson",
-            "spearman",
-            "sign_agreement",
-            "slope",
-            "r2",
-            "ci",
-            "by_quadrant",
-            "levels",
-        }
+        assert set(est) >= STABLE_ESTIMATOR_KEYS
         assert set(est["levels"]) == {"token", "sequence", "batch"}
         assert est["levels"]["batch"]["n"] == 3
     assert report["setup"]["method"] == "steer"  # taken from the run's config
-    assert report["setup"]["source"] == "run"
+    assert report["setup"]["source"] == "run" and report["setup"]["task"] == "add"
     assert set(report["lr_sweep"]) == {"0.001", "0.01"}
     assert report["estimators"]["jvp"]["pearson"] > 0.9
 
@@ -112,7 +94,11 @@ def test_run_without_checkpoint_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_cli(["--run", str(tmp_path)], monkeypatch) == 2
-    assert "no checkpoint" in capsys.readouterr().err
+    assert "no config.yaml" in capsys.readouterr().err
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(compose(), resolve=True)))
+    assert run_cli(["--run", str(tmp_path)], monkeypatch) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no checkpoint" in err and "checkpoints/latest.pt" in err.replace(" ", "")
 
 
 def test_model_that_is_not_a_causal_lm_exits_2(

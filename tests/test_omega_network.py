@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omega_helpers import ToyLM
 from torch import nn
 
 from steerbench.analysis.estimators import ESTIMATORS, EstimatorInputs, cov, steer_release
@@ -36,21 +37,6 @@ def tiny_setup(seed: int = 0) -> tuple[TinyPolicy, RolloutBatch]:
         rewards=rewards,
         group_index=torch.tensor([0, 0, 0, 1, 1, 1]),
     )
-
-
-class ToyLM(nn.Module):
-    """float64 end to end (TinyPolicy returns float32 logits): causal running-mean mixing + attention-free MLP."""
-
-    def __init__(self, vocab: int = 17, d: int = 12) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(vocab, d, dtype=torch.float64)
-        self.mix = nn.Linear(d, d, dtype=torch.float64)
-        self.out = nn.Linear(d, vocab, dtype=torch.float64)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.emb(tokens)
-        x = torch.cumsum(x, 1) / torch.arange(1, tokens.shape[1] + 1, dtype=x.dtype)[None, :, None]
-        return self.out(torch.tanh(self.mix(x)))
 
 
 def test_forward_and_double_backward_jvp_agree_and_match_finite_differences() -> None:

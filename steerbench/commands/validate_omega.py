@@ -2,9 +2,12 @@
 
 Samples rollout batches from a policy, takes ONE real optimiser step per batch with the method's loss,
 re-measures the entropy at the same prefixes and compares with each estimator (steerbench.analysis).
-Policy sources: the embedded default (warm-started tiny model on the default task), a run directory
-(``--run DIR``: ``DIR/checkpoints/latest/model.pt`` + ``DIR/config.yaml``) or a local Hugging Face causal
-LM (``--model PATH``; tokenizer-free: random prompt ids and coin-flip rewards).
+Policy sources (``steerbench.analysis.omega_policies``): the embedded default (warm-started tiny model on
+the default task); ``--run DIR``, an embedded run (``DIR/checkpoints/latest.pt`` + ``DIR/config.yaml``) or a
+verl run (its ``checkpoints/global_step_<N>/actor/huggingface`` exports and its training data); or
+``--model PATH``, a local Hugging Face causal LM with its own tokenizer and chat template, prompted from
+``--data FILE.parquet`` (verl format) and scored with the verl backend's math reward. This module only
+parses flags and prints; the logic lives in ``steerbench.analysis``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import omegaconf
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -33,76 +35,6 @@ def _parse_list(text: str, what: str, cast: type = str) -> list[Any]:
         raise UsageError(f"--{what}={text!r} is not a comma-separated list of numbers: {err}") from None
 
 
-def _default_config() -> Any:
-    """The composed default run config (experiments/config.yaml, as ``steerbench run`` sees it)."""
-    from steerbench.config import compose
-
-    return compose()
-
-
-def _embedded_policy(cfg: Any, console: Console) -> tuple[Any, Any]:
-    """The trainer's own warm-started policy (same cache, so a grid's warm start is reused)."""
-    from rich.progress import Progress
-
-    from steerbench.local.trainer import build_policy, build_task
-
-    task = build_task(cfg)
-    with Progress(console=console, transient=True) as bar:
-        job = bar.add_task("warm start (cached after the first time)", total=None)
-        model = build_policy(
-            cfg, task, progress=lambda done, total: bar.update(job, completed=done, total=total)
-        )
-    return model.eval(), task
-
-
-def _run_policy(run_dir: Path) -> tuple[Any, Any, Any]:
-    """The run's latest checkpoint: ``checkpoints/latest.pt`` (the trainer's) or ``checkpoints/latest/model.pt``."""
-    import torch
-    from omegaconf import OmegaConf
-
-    from steerbench.local.model import ModelConfig, TinyPolicy
-    from steerbench.local.tasks import TOKENIZER
-    from steerbench.local.trainer import build_task
-
-    candidates = [run_dir / "checkpoints" / "latest.pt", run_dir / "checkpoints" / "latest" / "model.pt"]
-    weights = next((c for c in candidates if c.is_file()), None)
-    if weights is None:
-        raise UsageError(
-            f"--run {str(run_dir)!r} has no checkpoint (looked for {', '.join(str(c) for c in candidates)}); "
-            "pass a run directory written by `steerbench run` after its first checkpoint"
-        )
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise UsageError(f"--run {str(run_dir)!r} has no config.yaml; it is not a steerbench run directory")
-    try:
-        cfg = OmegaConf.load(cfg_path)
-    except Exception as err:  # noqa: BLE001  any YAML/OmegaConf error is a bad run directory
-        raise UsageError(f"cannot read {str(cfg_path)!r}: {err}") from None
-    if cfg.model.get("hf_path"):
-        from steerbench.local.hf import load_hf_policy
-
-        model: Any = load_hf_policy(cfg.model.hf_path)
-    else:
-        model = TinyPolicy(
-            ModelConfig(
-                vocab_size=TOKENIZER.vocab_size,
-                n_layer=cfg.model.n_layer,
-                n_head=cfg.model.n_head,
-                d_model=cfg.model.d_model,
-                max_seq_len=cfg.model.max_seq_len,
-            )
-        )
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=False)
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-        model.load_state_dict(state)
-    except Exception as err:  # noqa: BLE001  unpickling or shape errors: the checkpoint does not fit
-        raise UsageError(f"cannot load {str(weights)!r} into the run's model: {err}") from None
-    assert isinstance(cfg, omegaconf.DictConfig)
-    return model.eval(), build_task(cfg), cfg
-
-
 def _method_from(cfg: Any, method: str | None) -> tuple[str, dict[str, Any]]:
     """The method name and knobs: --method wins (with its defaults); else the run's config (grpo by default)."""
     from steerbench.config import method_knobs
@@ -116,10 +48,21 @@ def _method_from(cfg: Any, method: str | None) -> tuple[str, dict[str, Any]]:
 
 def validate_omega_command(
     run: Path | None = typer.Option(
-        None, "--run", help="Run directory: uses DIR/checkpoints/latest/ and DIR/config.yaml."
+        None,
+        "--run",
+        help="Run directory: an embedded run (DIR/checkpoints/latest.pt + DIR/config.yaml) or a verl run "
+        "(DIR/checkpoints/global_step_<N>/actor/huggingface + its training data).",
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Local Hugging Face causal-LM directory (save_pretrained)."
+        None, "--model", help="Local Hugging Face causal-LM directory (save_pretrained), with its tokenizer."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="verl-format parquet of prompts + ground truths (e.g. ../shared/datasets/math500.parquet).",
+    ),
+    checkpoints: str = typer.Option(
+        "latest", "--checkpoints", help="verl runs: latest, or all (one table and figure over training)."
     ),
     method: str | None = typer.Option(
         None, "--method", help="Method whose loss takes the step (default: the run's, else grpo)."
@@ -133,12 +76,28 @@ def validate_omega_command(
     batches: int = typer.Option(4, "--batches", help="Rollout batches (batch-level statistics need ≥ 3)."),
     prompts: int = typer.Option(8, "--prompts", help="Distinct prompts per batch."),
     group_size: int = typer.Option(8, "--group-size", help="Samples per prompt (GRPO group)."),
+    max_new_tokens: int | None = typer.Option(
+        None,
+        "--max-new-tokens",
+        help="Response length cap (default: the task's; 512 with --data; 16 otherwise).",
+    ),
+    max_prompt_tokens: int = typer.Option(
+        1024,
+        "--max-prompt-tokens",
+        help="--data prompts longer than this (after the chat template) are skipped.",
+    ),
+    row_chunk: int = typer.Option(
+        0, "--row-chunk", help="Sequences per forward/backward/JVP pass; 0 = all on CPU, what fits on a GPU."
+    ),
     temperature: float = typer.Option(
         1.0, "--temperature", help="Sampling temperature; entropies are measured at it."
     ),
     dtype: str = typer.Option(
-        "float32", "--dtype", help="float32 (default) or float64 for the model copy and entropies."
+        "float32",
+        "--dtype",
+        help="float32 (default), bfloat16 (memory; float32 statistics) or float64 (exact).",
     ),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu or cuda."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0, "--seed", help="Seed of prompts, samples, rewards and the bootstrap."),
     rewards: str = typer.Option(
@@ -151,11 +110,18 @@ def validate_omega_command(
 ) -> None:
     """Measure how well Ω and the other first-order estimators predict the real one-step entropy change."""
     import torch
+    from rich.progress import Progress
 
-    from steerbench.analysis.estimators import ESTIMATORS
     from steerbench.analysis.omega import check_options
-    from steerbench.analysis.rollouts import coin_flip_rewards, make_batch
-    from steerbench.analysis.validate import validate, write_outputs
+    from steerbench.analysis.omega_policies import (
+        HFOptions,
+        embedded_subject,
+        hf_subject,
+        resolve_device,
+        resolve_dtype,
+        run_subjects,
+    )
+    from steerbench.analysis.validate import validate_subject, write_outputs
 
     names = _parse_list(estimators, "estimators")
     sweep = _parse_list(lrs, "lrs", float) if lrs else []
@@ -163,134 +129,96 @@ def validate_omega_command(
         check_options(optimizer, x, names, temperature)
     if run is not None and model is not None:
         raise UsageError("--run and --model are exclusive; pass one policy source")
+    if data is not None and run is None and model is None:
+        raise UsageError("--data goes with --model PATH (or overrides a verl run's data with --run DIR)")
     if min(batches, prompts, group_size) < 1:
         raise UsageError(
             f"--batches, --prompts and --group-size must be ≥ 1 (got {batches}, {prompts}, {group_size})"
         )
-    if n_boot < 0:
-        raise UsageError(f"--n-boot={n_boot} must be ≥ 0")
+    if (
+        n_boot < 0
+        or row_chunk < 0
+        or max_prompt_tokens < 1
+        or (max_new_tokens is not None and max_new_tokens < 1)
+    ):
+        raise UsageError("--n-boot and --row-chunk must be ≥ 0; --max-new-tokens and --max-prompt-tokens ≥ 1")
     if rewards not in ("task", "random"):
         raise UsageError(f"--rewards={rewards!r} is unknown; choose task or random")
-    dtypes = {"float32": torch.float32, "float64": torch.float64}
-    if dtype not in dtypes:
-        raise UsageError(f"--dtype={dtype!r} is unknown; choose float32 or float64")
-    del ESTIMATORS
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
 
     console = Console(stderr=True)
-    gen = torch.Generator().manual_seed(seed)
-    cfg = _default_config()
+    from steerbench.config import compose
+
+    cfg = compose()
     if method is not None:
         _method_from(cfg, method)  # unknown method → exit 2 before loading anything
-    source: dict[str, Any]
-    if model is not None:
-        from steerbench.local.hf import load_hf_policy
-
-        policy = load_hf_policy(model).eval()
-        vocab = int(policy.vocab_size)
-        eos = getattr(policy.lm.config, "eos_token_id", None)
-        eos = eos[0] if isinstance(eos, list) else eos
-        prompt_len, max_new = 8, 16
-
-        def draw_prompts() -> torch.Tensor:
-            return torch.randint(0, vocab, (prompts, prompt_len), generator=gen)
-
-        reward_fn = coin_flip_rewards(gen)
-        source = {"source": "hf", "model": str(model), "rewards": "coin flips (no verifier)"}
-    else:
-        if run is not None:
-            policy, task, cfg = _run_policy(Path(run))
-            source = {"source": "run", "run": str(run)}
-        else:
-            policy, task = _embedded_policy(cfg, console)
-            source = {"source": "embedded"}
-        from steerbench.local.tasks import TOKENIZER, prompt_tensor, score
-
-        eos, max_new = TOKENIZER.eos_id, task.max_response_len
-        problems: list[Any] = []
-
-        def draw_prompts() -> torch.Tensor:
-            problems[:] = task.sample_problems(prompts, gen)
-            return prompt_tensor(problems)
-
-        def task_reward(reps: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            expanded = [p for p in problems for _ in range(group_size)]
-            return score(task, expanded, responses * mask.long())
-
-        reward_fn = task_reward if rewards == "task" else coin_flip_rewards(gen)
-        source["rewards"] = "task verifier" if rewards == "task" else "coin flips"
-
-        source["task"] = getattr(task, "name", type(task).__name__)
-    method_name, knobs = _method_from(cfg, method)
-
-    from rich.progress import Progress
-
+    opts = HFOptions(data, max_new_tokens, max_prompt_tokens)
     with Progress(console=console, transient=True) as bar:
-        job = bar.add_task("sampling rollouts", total=batches)
-        rollouts = []
-        for _ in range(batches):
-            rollouts.append(
-                make_batch(
-                    policy,
-                    draw_prompts(),
-                    group_size,
-                    max_new,
-                    temperature,
-                    eos,
-                    reward_fn,
-                    method_name,
-                    gen,
-                    knobs,
+        if model is not None:
+            subjects = [hf_subject(model, opts, torch_dtype, torch_device)]
+        elif run is not None:
+            subjects = run_subjects(Path(run), opts, torch_dtype, torch_device, checkpoints)
+        else:
+            job = bar.add_task("warm start (cached after the first time)", total=None)
+            subjects = [
+                embedded_subject(
+                    cfg, torch_device, lambda done, total: bar.update(job, completed=done, total=total)
                 )
-            )
-            bar.advance(job)
-        if (
-            all(bool((b.advantages == 0).all()) for b in rollouts)
-            and source.get("rewards") == "task verifier"
-        ):
-            console.print(
-                "[yellow]warning:[/] the task verifier gave no group any reward variance (every advantage is 0); "
-                "using coin-flip rewards instead (pass --rewards random to choose this explicitly)"
-            )
-            source["rewards"] = "coin flips (task rewards had no variance)"
-            flips = coin_flip_rewards(gen)
-            rollouts = [
-                make_batch(
-                    policy,
-                    draw_prompts(),
-                    group_size,
-                    max_new,
-                    temperature,
-                    eos,
-                    flips,
-                    method_name,
-                    gen,
-                    knobs,
-                )
-                for _ in range(batches)
             ]
-        steps = batches * (1 + len([x for x in sweep if x != lr]))
-        job2 = bar.add_task(f"one {optimizer} step per batch, {len(names)} estimators", total=steps)
-        frame, report = validate(
-            policy,
-            rollouts,
-            method=method_name,
-            optimizer=optimizer,
-            lr=lr,
-            lrs=sweep,
-            estimators=names,
-            temperature=temperature,
-            knobs=knobs,
-            dtype=dtypes[dtype],
-            n_boot=n_boot,
-            seed=seed,
-            progress=lambda _msg: bar.advance(job2),
-            setup={
-                **source,
-                "prompts_per_batch": prompts,
-                "group_size": group_size,
-                "mean_reward": float(torch.cat([b.rewards for b in rollouts]).mean()),
-            },
-        )
+        results = []
+        for subject in subjects:
+            method_name, knobs = _method_from(subject.cfg if subject.cfg is not None else cfg, method)
+            label = "" if subject.step is None else f"step {subject.step}: "
+            sampling = bar.add_task(f"{label}sampling rollouts", total=batches)
+            steps = batches * (1 + len([x for x in sweep if x != lr]))
+            measuring = bar.add_task(
+                f"{label}one {optimizer} step per batch, {len(names)} estimators", total=steps
+            )
+            frame, report = validate_subject(
+                subject,
+                method=method_name,
+                knobs=knobs,
+                batches=batches,
+                prompts=prompts,
+                group_size=group_size,
+                temperature=temperature,
+                coin_flips=rewards == "random",
+                generator=torch.Generator().manual_seed(seed),
+                device=torch_device,
+                row_chunk=row_chunk,
+                warn=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
+                on_batch=lambda job=sampling: bar.advance(job),
+                optimizer=optimizer,
+                lr=lr,
+                lrs=sweep,
+                estimators=names,
+                dtype=torch_dtype,
+                n_boot=n_boot,
+                seed=seed,
+                progress=lambda _msg, job=measuring: bar.advance(job),
+            )
+            results.append((subject.step, frame, report))
+    for _, _, report in results:
+        _warn_resolution(report, console)
+    if len(results) == 1:
+        _, frame, report = results[0]
+        written = write_outputs(out, frame, report) if out is not None else []
+        if as_json:
+            typer.echo(json.dumps(report, indent=2, sort_keys=True))
+            return
+        _print_report(report, written)
+        return
+    from steerbench.analysis.validate import write_over_training
+
+    over = [{"step": step, **report} for step, _, report in results]
+    written = write_over_training(out, [(s, f, r) for s, f, r in results]) if out is not None else []
+    if as_json:
+        typer.echo(json.dumps({"checkpoints": over}, indent=2, sort_keys=True))
+        return
+    _print_over_training(over, written)
+
+
+def _warn_resolution(report: dict[str, Any], console: Console) -> None:
     s = report["setup"]
     if s["measured_abs_mean"] < 100 * s["resolution"]:
         console.print(
@@ -298,17 +226,36 @@ def validate_omega_command(
             f"rounding resolution ({s['resolution']:.2e}); rounding noise degrades every statistic. "
             "Raise --lr or pass --dtype float64."
         )
-    written = write_outputs(out, frame, report) if out is not None else []
-    if as_json:
-        typer.echo(json.dumps(report, indent=2, sort_keys=True))
-        return
-    _print_report(report, written)
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else f"{v:.3f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+
+def _print_over_training(over: list[dict[str, Any]], written: list[Path]) -> None:
+    names = list(over[0]["estimators"])
+    table = Table(
+        title=f"Ω validation over training ({over[0]['setup']['method']}): Pearson / sign agreement"
+    )
+    table.add_column("step")
+    for name in names:
+        table.add_column(name)
+    for row in over:
+        table.add_row(
+            str(row["step"]),
+            *(
+                f"{_fmt(row['estimators'][n]['pearson'])} / {_fmt(row['estimators'][n]['sign_agreement'])}"
+                for n in names
+            ),
+        )
+    console = Console()
+    console.print(table)
+    for p in written:
+        console.print(f"wrote {p}")
 
 
 def _print_report(report: dict[str, Any], written: list[Path]) -> None:
-    def f(v: Any) -> str:
-        return "—" if v is None else f"{v:.3f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
-
+    f = _fmt
     s = report["setup"]
     table = Table(
         title=f"Ω validation: {s['method']}, one {s['optimizer']} step, lr={s['lr']:g}, "

@@ -12,16 +12,22 @@ from steerbench.errors import UsageError
 
 
 class HFPolicy(nn.Module):
-    """Wraps a transformers causal LM: `forward(tokens, kv_cache=None, start_pos=0) -> float32 logits`.
+    """Wraps a transformers causal LM: `forward(tokens, kv_cache=None, start_pos=0) -> logits`, float32
+    (float64 for a float64 model, so exactness checks stay exact).
 
     The KV cache is transformers' own `DynamicCache`, which grows in place; `start_pos` is implied by its
     length and accepted only so the sampler can call both model kinds the same way.
+
+    With ``pad_id`` set, rows may be LEFT-padded with it (prompts of different lengths in one batch):
+    a full forward masks each row's leading pads out of attention and numbers positions from its first
+    real token, so a padded row scores exactly like the same row unpadded.
     """
 
-    def __init__(self, lm: Any) -> None:
+    def __init__(self, lm: Any, pad_id: int | None = None) -> None:
         super().__init__()
         self.lm = lm
         self.vocab_size = int(lm.config.vocab_size)
+        self.pad_id = pad_id
 
     def new_kv_cache(self, batch_size: int) -> Any:
         from transformers import DynamicCache
@@ -29,12 +35,29 @@ class HFPolicy(nn.Module):
         return DynamicCache()
 
     def forward(self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor:
-        out = self.lm(input_ids=tokens, past_key_values=kv_cache, use_cache=kv_cache is not None)
-        return out.logits.float()
+        if self.pad_id is not None and kv_cache is None:
+            attention = left_pad_attention(tokens, self.pad_id)
+            out = self.lm(
+                input_ids=tokens,
+                attention_mask=attention,
+                position_ids=(attention.cumsum(1) - 1).clamp_min(0),
+                use_cache=False,
+            )
+        else:
+            out = self.lm(input_ids=tokens, past_key_values=kv_cache, use_cache=kv_cache is not None)
+        logits = out.logits
+        return logits if logits.dtype == torch.float64 else logits.float()  # float64 stays exact
 
 
-def load_hf_policy(path: str | Path) -> HFPolicy:
-    """Load a causal LM saved with `save_pretrained` from a local directory (never downloads)."""
+def left_pad_attention(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """1 from each row's first non-pad token on (later pad ids, e.g. an EOS used as pad, are real tokens)."""
+    return ((tokens != pad_id).long().cumsum(1) > 0).long()
+
+
+def load_hf_policy(path: str | Path, dtype: torch.dtype | None = None) -> HFPolicy:
+    """Load a causal LM saved with `save_pretrained` from a local directory (never downloads).
+
+    ``dtype`` loads the weights in that dtype (None: as transformers defaults, float32)."""
     try:
         import transformers
     except ImportError as err:
@@ -57,7 +80,22 @@ def load_hf_policy(path: str | Path) -> HFPolicy:
             "steerbench needs a decoder-only model loadable with AutoModelForCausalLM"
         )
     try:
-        lm = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        lm = transformers.AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, **({"dtype": dtype} if dtype is not None else {})
+        )
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot load the causal LM weights at {str(path)!r}: {err}") from err
     return HFPolicy(lm)
+
+
+def load_hf_tokenizer(path: str | Path) -> Any | None:
+    """The tokenizer saved beside the model (``tokenizer.json`` or a vocabulary), or None if there is none."""
+    import transformers
+
+    path = Path(path)
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        return None
+    try:
+        return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load the tokenizer saved at {str(path)!r}: {err}") from err

@@ -46,6 +46,7 @@ from typing import Any
 
 from steerbench.verl.compat import require_verl
 from steerbench.verl.losses import ADVANTAGE_INPUTS, EXTRA_INPUTS
+from steerbench.verl.omega import after_actor_update as omega_after_actor_update
 
 PPO_LOSS_INTERNALS = (
     "verl.workers.utils.losses:ppo_loss",
@@ -311,6 +312,14 @@ def make_shimmed_trainer(base: type) -> type:
                 self._steerbench_schedule = schedule
                 knobs = schedule.scheduled_knobs()
             self.actor_rollout_wg.set_loss_fn(make_worker_loss_fn(actor, knobs))
+
+        def _update_actor(self, batch: Any, metrics: dict):
+            before_update = dict(batch.extra_info)  # the log-prob pass of in-training Ω reuses these settings
+            batch = super()._update_actor(batch, metrics)
+            omega_after_actor_update(
+                self, batch, metrics, before_update
+            )  # steerbench.verl.omega; off by default
+            return batch
 
         def _steerbench_schedule_path(self) -> Path:
             return Path(str(self.config.trainer.default_local_dir)) / SCHEDULE_FILE
