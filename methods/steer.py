@@ -128,9 +128,10 @@ def group_weights(
         rows = omega.shape[0]
         groups = -(-rows // rows_per_group)
         valid = response_mask.bool()
-        finite = torch.isfinite(omega)
-        magnitude = torch.where(finite, omega, 0.0).abs_()
-        nonfinite = int(finite.logical_not_().logical_and_(valid).sum())
+        magnitude = torch.nan_to_num(omega, nan=0.0, posinf=0.0, neginf=0.0).abs_()
+        nonfinite = 0
+        if not torch.isfinite(omega.sum()):  # one pass when all Ω are finite; else (or on overflow) count
+            nonfinite = int(torch.isfinite(omega).logical_not_().logical_and_(valid).sum())
 
         def per_row(extreme: str, fill: float) -> torch.Tensor:  # the group's max/min |Ω| over valid tokens
             masked = torch.where(valid, magnitude, fill)
