@@ -5,10 +5,13 @@ trainer's training tokens/s and time per RL step.
                                      [--rl-steps 6] [--override trainer.prompts_per_step=16 ...]
 
 Sampling:
-Both models are randomly initialised with the embedded default's shape (2 layers, 4 heads, d_model 128,
-MLP width 512, char vocabulary) and sample at temperature 1 with no early stop (no EOS), so both
-produce exactly batch × new_tokens tokens. Prints the best-of-`repeats` tokens/s of each and the ratio
-ours / HF (> 1: ours is faster). The two are timed alternately, so a busy machine slows both alike;
+The same network on both sides: one randomly initialised Llama (transformers' `LlamaForCausalLM`) with
+the embedded default's width, depth, heads and char vocabulary (MLP width 4·d_model), sampled at
+temperature 1 with no early stop (no EOS), so every sampler produces exactly batch × new_tokens tokens:
+steerbench's KV-cache sampler driving it through the `model.hf_path` adapter (`HFPolicy`) against
+transformers' `generate`. Also printed, for reference: steerbench's sampler on its own default policy
+(`TinyPolicy`, a different network: LayerNorm + GELU). Best-of-`repeats` tokens/s of each, timed in
+alternation so a busy machine slows all alike, and the ratios to `generate` (> 1: ours is faster);
 `--threads 1` (default) avoids intra-op thread stalls when other processes share the cores.
 
 RL steps: the real trainer (`steerbench.local.trainer`) on the composed default config (plus any
@@ -27,6 +30,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from machine import OtherLoad, describe
 
 
 def best_tokens_per_s(fns: dict[str, Callable[[], None]], tokens: int, repeats: int) -> dict[str, float]:
@@ -66,6 +70,7 @@ def bench_sampling(args: argparse.Namespace) -> None:
 
     import transformers
 
+    from steerbench.local.hf import HFPolicy
     from steerbench.local.model import ModelConfig, TinyPolicy
     from steerbench.local.sampler import sample
     from steerbench.local.tasks import TOKENIZER
@@ -87,10 +92,14 @@ def bench_sampling(args: argparse.Namespace) -> None:
     ).eval()
     prompts = torch.randint(3, cfg.vocab_size, (args.batch, args.prompt_len))
     tokens = args.batch * args.new_tokens
+    adapter = HFPolicy(hf).eval()
 
-    def run_ours() -> None:
-        gen = torch.Generator().manual_seed(0)
-        sample(ours, prompts, args.new_tokens, 1.0, eos_id=-1, generator=gen)  # eos -1: never stops early
+    def run_ours(model: torch.nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            gen = torch.Generator().manual_seed(0)
+            sample(model, prompts, args.new_tokens, 1.0, eos_id=-1, generator=gen)  # eos -1: never stops
+
+        return run
 
     @torch.no_grad()
     def run_hf() -> None:
@@ -107,14 +116,17 @@ def bench_sampling(args: argparse.Namespace) -> None:
             pad_token_id=TOKENIZER.pad_id,
         )
 
-    tps = best_tokens_per_s({"ours": run_ours, "hf": run_hf}, tokens, args.repeats)
-    ours_tps, hf_tps = tps["ours"], tps["hf"]
+    fns = {"llama": run_ours(adapter), "hf": run_hf, "tiny": run_ours(ours)}
+    with OtherLoad() as load:
+        tps = best_tokens_per_s(fns, tokens, args.repeats)
     print(
         f"sampling: batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}, best of {args.repeats}"
     )
-    print(f"steerbench KV-cache sampler : {ours_tps:10.0f} tokens/s")
-    print(f"transformers generate (Llama): {hf_tps:10.0f} tokens/s")
-    print(f"ratio ours / HF              : {ours_tps / hf_tps:10.2f}")
+    print(f"steerbench sampler, Llama (HFPolicy)  : {tps['llama']:10.0f} tokens/s")
+    print(f"transformers generate, the same Llama  : {tps['hf']:10.0f} tokens/s")
+    print(f"ratio steerbench / generate, same Llama: {tps['llama'] / tps['hf']:10.2f}")
+    print(f"steerbench sampler, TinyPolicy (ref.)  : {tps['tiny']:10.0f} tokens/s")
+    print(describe(load.share))
 
 
 def bench_rl_steps(args: argparse.Namespace) -> None:

@@ -19,7 +19,8 @@ aggregation; no renormalisation. Clipping comes from the scenario like every met
 ε_low=0.2, ε_high=0.28, c=10, which is the ``release`` scenario ("STEER as published").
 H is chosen by ``entropy``: ``rollout`` (default, the release) is π_old's entropy at sampling time
 (``PolicyBatch.old_entropy``), fixed for every mini-batch of the step; ``current`` is π_θ's (detached),
-recomputed each mini-batch. They agree on the first mini-batch of an on-policy step only. The metric
+recomputed each mini-batch. They agree (to float rounding: π_old's comes from the KV-cached sampler) on the first mini-batch of
+an on-policy step only. The metric
 ``steer/entropy_<rollout|current>_mean`` names the one used.
 Source: STEER (zz-haooo/STEER b31df71), REFERENCES.md A.3, A.6 and C.1–C.7.
 """
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch, unit_slices, validate_unit
+from steerbench.methods.batch import MethodError, PolicyBatch, validate_unit
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
 from steerbench.methods.surrogate import importance_ratio, ppo_loss
@@ -84,10 +85,11 @@ def omega_release(
     advantages: torch.Tensor, entropy: torch.Tensor, old_log_prob: torch.Tensor, log_prob: torch.Tensor
 ) -> torch.Tensor:
     """(A/π_old)·π(1−π)(log π + H), exactly as the release computes it (NaN/Inf kept for the caller)."""
-    with torch.no_grad():
-        p = torch.exp(log_prob.detach()).clamp(1e-8, 1 - 1e-8)
-        p_old = torch.exp(old_log_prob).clamp(1e-8, 1.0)
-        return advantages / p_old * p * (1 - p) * (torch.log(p) + entropy.detach())
+    with torch.no_grad():  # the release's expression, evaluated in place: three full-size buffers, not ten
+        p = torch.exp(log_prob.detach()).clamp_(1e-8, 1 - 1e-8)
+        omega = torch.div(advantages, torch.exp(old_log_prob).clamp_(1e-8, 1.0)).mul_(p)
+        log_p_plus_h = torch.log(p).add_(entropy.detach())
+        return omega.mul_(p.neg_().add_(1)).mul_(log_p_plus_h)  # −p + 1 is 1 − p exactly
 
 
 def omega_paper(
@@ -110,26 +112,49 @@ def weights_from_omega(
     omega: torch.Tensor, response_mask: torch.Tensor, lambda_min: float, lambda_max: float, mapping: str
 ) -> tuple[torch.Tensor, int]:
     """Map Ω to weights over all valid tokens given; returns (weights, number of non-finite Ω zeroed)."""
+    weights, _, nonfinite = group_weights(
+        omega, response_mask, omega.shape[0], lambda_min, lambda_max, mapping
+    )
+    return weights, nonfinite
+
+
+def group_weights(
+    omega: torch.Tensor,
+    response_mask: torch.Tensor,
+    rows_per_group: int,
+    lambda_min: float,
+    lambda_max: float,
+    mapping: str,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Weights normalised within each block of `rows_per_group` rows (the last may be shorter), all blocks
+    at once; returns (weights, |Ω| with non-finite Ω zeroed, number of valid non-finite Ω)."""
     with torch.no_grad():
+        rows = omega.shape[0]
+        groups = -(-rows // rows_per_group)
         valid = response_mask.bool()
-        finite = torch.isfinite(omega)
-        nonfinite = int((~finite & valid).sum())
-        magnitude = torch.where(finite, omega, torch.zeros_like(omega)).abs()
-        weights = torch.ones_like(magnitude)
-        if not valid.any():
-            return weights, nonfinite
-        top = magnitude[valid].max()
+        magnitude = torch.nan_to_num(omega, nan=0.0, posinf=0.0, neginf=0.0).abs_()
+        nonfinite = 0
+        if not torch.isfinite(omega.sum()):  # one pass when all Ω are finite; else (or on overflow) count
+            nonfinite = int(torch.isfinite(omega).logical_not_().logical_and_(valid).sum())
+
+        def per_row(extreme: str, fill: float) -> torch.Tensor:  # the group's max/min |Ω| over valid tokens
+            masked = torch.where(valid, magnitude, fill)
+            if rows % rows_per_group:  # pad the last group to full size with the neutral value
+                pad = masked.new_full((groups * rows_per_group - rows, *omega.shape[1:]), fill)
+                masked = torch.cat([masked, pad])
+            stat = getattr(masked.view(groups, -1), extreme)(1)
+            return stat.repeat_interleave(rows_per_group)[:rows].view(-1, *[1] * (omega.dim() - 1))
+
+        top = per_row("amax", -math.inf)  # −inf only in a group without valid tokens: all weights stay 1
         if mapping == "exp":
             k = -math.log(lambda_min) / torch.clamp(top, min=MIN_OMEGA_SCALE)
-            mapped = torch.clamp(torch.exp(-k * magnitude), lambda_min, lambda_max)
+            mapped = torch.exp(-k * magnitude).clamp_(lambda_min, lambda_max)
         else:
-            bottom = magnitude[valid].min()
-            if top == bottom:
-                mapped = torch.full_like(magnitude, (lambda_min + lambda_max) / 2)
-            else:
-                span = (magnitude - bottom) * (lambda_max - lambda_min) / (top - bottom)
-                mapped = torch.clamp(lambda_max - span, lambda_min, lambda_max)
-        return torch.where(valid, mapped, weights), nonfinite
+            bottom = per_row("amin", math.inf)
+            span = (magnitude - bottom) * (lambda_max - lambda_min) / (top - bottom)
+            mapped = torch.clamp(lambda_max - span, lambda_min, lambda_max)
+            mapped = torch.where(top == bottom, (lambda_min + lambda_max) / 2, mapped)
+        return mapped.masked_fill_(~valid, 1.0), magnitude, nonfinite
 
 
 def token_weights(
@@ -196,22 +221,23 @@ def steer_loss(batch: PolicyBatch, cfg: SteerConfig) -> tuple[torch.Tensor, dict
         cfg.clip_low,
         cfg.clip_high,
     )
-    weights = torch.ones_like(omega)
-    nonfinite = 0
-    for part in unit_slices(batch.log_prob.shape[0], cfg.group, cfg.group_size):
-        weights[part], bad = weights_from_omega(
-            omega[part], batch.response_mask[part], cfg.lambda_min, cfg.lambda_max, cfg.mapping
-        )
-        nonfinite += bad
+    rows = batch.log_prob.shape[0]
+    weights, finite_abs, nonfinite = group_weights(
+        omega,
+        batch.response_mask,
+        cfg.group_size if cfg.group == "microbatch" else rows,
+        cfg.lambda_min,
+        cfg.lambda_max,
+        cfg.mapping,
+    )
     loss, metrics, _ = ppo_loss(batch, cfg, token_weights=weights)
     m = batch.mask
     valid = batch.response_mask.bool()
-    finite_abs = torch.where(torch.isfinite(omega), omega, torch.zeros_like(omega)).abs()
     metrics.update(
         {
             "steer/weight_mean": masked_mean(weights, m).item(),
-            "steer/weight_min": weights[valid].min().item(),
-            "steer/weight_max": weights[valid].max().item(),
+            "steer/weight_min": weights.masked_fill(~valid, math.inf).min().item(),
+            "steer/weight_max": weights.masked_fill(~valid, -math.inf).max().item(),
             "omega/abs_mean": masked_mean(finite_abs, m).item(),
             "omega/nonfinite": float(nonfinite),
             f"steer/entropy_{cfg.entropy}_mean": masked_mean(entropy, m).item(),

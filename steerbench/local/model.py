@@ -146,10 +146,11 @@ class TinyPolicy(nn.Module):
             nn.init.zeros_(module.bias)
 
     def new_kv_cache(self, batch_size: int) -> KVCache:
-        """Empty (zero) buffers for `batch_size` sequences of up to `max_seq_len` tokens."""
+        """Uninitialised buffers for `batch_size` sequences of up to `max_seq_len` tokens (attention reads
+        only positions already written, so zero-filling them would be wasted work)."""
         cfg, p = self.cfg, self.embed.weight
         shape = (cfg.n_layer, batch_size, cfg.n_head, cfg.max_seq_len, cfg.d_model // cfg.n_head)
-        return KVCache(p.new_zeros(shape), p.new_zeros(shape))
+        return KVCache(p.new_empty(shape), p.new_empty(shape))
 
     def forward(
         self, tokens: torch.Tensor, kv_cache: KVCache | None = None, start_pos: int = 0

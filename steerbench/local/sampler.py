@@ -75,31 +75,38 @@ def sample(
     Rows that emitted EOS are fed `pad_id` afterwards (masked out); decoding stops early once every row
     has emitted EOS, so T ≤ max_new_tokens. Draws use `torch.multinomial(..., generator=generator)`, so a
     seeded generator makes the rollout bit-reproducible. The model's train/eval mode is left as is.
+    The rollout's `old_log_prob` and `entropy` are π_old's: the trainer uses them as its π_old pass.
     """
     _check_temperature(temperature)
     B, P = prompts.shape
     cache = cast(Policy, model).new_kv_cache(B)
     logits = model(prompts, kv_cache=cache, start_pos=0)[:, -1]
+    # outputs are written column by column into buffers sized for the longest response
+    tokens = prompts.new_full((B, P + max_new_tokens), pad_id)
+    tokens[:, :P] = prompts
+    log_probs = torch.empty(B, max_new_tokens)
+    entropies = torch.empty(B, max_new_tokens)
+    masks = torch.empty(B, max_new_tokens)
     done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
-    out_tokens, log_probs, entropies, masks = [], [], [], []
+    steps = max_new_tokens
     for t in range(max_new_tokens):
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        token = torch.where(done, torch.full_like(token, pad_id), token)
-        log_p, entropy = token_stats(logits, token, temperature)
-        masks.append((~done).float())
-        out_tokens.append(token)
-        log_probs.append(log_p)
-        entropies.append(entropy)
-        done = done | (token == eos_id)
+        log_p = torch.log_softmax(logits.float() / temperature, dim=-1)
+        probs = log_p.exp()
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1).masked_fill_(done, pad_id)
+        entropies[:, t] = -(probs * log_p).sum(-1)
+        log_probs[:, t] = log_p.gather(-1, token[:, None]).squeeze(-1)
+        masks[:, t] = ~done
+        tokens[:, P + t] = token
+        done |= token == eos_id
         if bool(done.all()) or t == max_new_tokens - 1:
+            steps = t + 1
             break
         logits = model(token[:, None], kv_cache=cache, start_pos=P + t)[:, -1]
     return Rollout(
-        tokens=torch.cat([prompts, torch.stack(out_tokens, 1)], 1),
-        response_mask=torch.stack(masks, 1),
-        old_log_prob=torch.stack(log_probs, 1),
-        entropy=torch.stack(entropies, 1),
+        tokens=tokens[:, : P + steps],
+        response_mask=masks[:, :steps],
+        old_log_prob=log_probs[:, :steps],
+        entropy=entropies[:, :steps],
     )
 
 

@@ -4,7 +4,7 @@ Each RL step:
     1. sample n responses for each of P prompts at temperature T (KV-cache sampler, seeded generator)
     2. reward them with the task's exact verifier (or coin flips in the random_reward scenario)
     3. shape advantages with the method's shaper (GRPO group normalisation unless the method says otherwise)
-    4. recompute log π_old (and log π_ref where the method needs it) teacher-forced, no gradient
+    4. log π_old and π_old's entropy come from the sampler; log π_ref (where the method needs it) teacher-forced
     5. ppo_epochs × minibatches optimiser steps on the method's loss (AdamW, grad-norm clip)
     6. log metrics; update scheduled knobs; checkpoint every k steps (model, optimiser, all RNG states)
 
@@ -138,11 +138,10 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
     group_index = torch.arange(t.prompts_per_step).repeat_interleave(t.samples_per_prompt)
     mask = rollout.response_mask
 
-    # 3–4. advantages, old and reference log-probs (teacher-forced, like verl's recompute)
+    # 3–4. advantages; π_old's log-probs and entropy are the sampler's (the same weights in the same eval
+    # mode, so a teacher-forced recompute would differ only in float rounding); reference log-probs
+    old_log_prob, old_entropy = rollout.old_log_prob, rollout.entropy
     with torch.no_grad():
-        old_log_prob, old_entropy = response_logprobs(
-            state.policy, rollout.tokens, rollout.prompt_len, t.temperature
-        )
         ref_log_prob = None
         if state.reference is not None:
             ref_log_prob, _ = response_logprobs(

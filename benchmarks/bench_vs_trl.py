@@ -1,0 +1,300 @@
+"""TRL's GRPOTrainer against steerbench's embedded trainer on the same job, alternating, in one invocation.
+
+    /work/.venvs/trl/bin/python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 10] [--threads 2]
+        [--size small|large] [--sft-steps 300] [--workdir /tmp/bench_vs_trl]
+
+Needs TRL, which is never a steerbench dependency: run it from a separate venv, e.g.
+    python3 -m venv /work/.venvs/trl && /work/.venvs/trl/bin/pip install torch==2.13.0 trl
+    /work/.venvs/trl/bin/pip install --no-deps -e . && /work/.venvs/trl/bin/pip install omegaconf hydra-core ...
+
+The job (shared/TRL_NOTES.md): one Llama (RMSNorm, RoPE, SwiGLU, MHA; small: d 128, 4 layers, 4 heads,
+ffn 512; large: d 256, 6 layers, ffn 1024; untied embeddings; steerbench's 21-id char vocabulary), built
+locally, warm-started once by plain supervised training on `<bos>ab+cd=<sum><eos>` and saved; both sides
+load that folder. Per step: 16 two-digit addition prompts × 8 samples, ≤ 4 new tokens, temperature 1,
+no top-k/top-p, stop at EOS; reward 1 iff the answer is right; group mean/std advantages; clipped
+surrogate ε = 0.2, β = 0, token-mean (TRL "dapo"); one AdamW step per rollout (lr 3e-4, wd 0, clip 1.0,
+constant); fp32; seed 0. steerbench drives the same model through its `model.hf_path` adapter.
+
+Each side runs in its own subprocess (fresh thread pools), the order alternating pair by pair. A side's
+time per step is the wall time between consecutive optimiser steps; the first is dropped (warm-up).
+Printed: each side's pooled median, completion tokens per step, the ratio steerbench / TRL, and each
+side's share of a matmul peak measured in the same invocation (the best GFLOP/s of fp32 matmuls shaped
+like the model's at `--threads`), with the job's matmul FLOPs counted from the weights: sampling one
+forward per fed token, training three (forward + backward) per sequence token. The other processes'
+CPU share during each child is printed; above 5% the absolute times are inflated (ratios less so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from machine import OtherLoad, describe
+
+SIZES = {"small": (128, 4, 4, 512), "large": (256, 6, 4, 1024)}  # d_model, layers, heads, ffn
+PROMPTS, SAMPLES, NEW_TOKENS, LR = 16, 8, 4, 3e-4
+
+
+def chars():  # type: ignore[no-untyped-def]
+    from steerbench.local.tasks import TOKENIZER
+
+    return TOKENIZER
+
+
+def build_model(workdir: Path, size: str, sft_steps: int) -> Path:
+    """Random-init Llama + char tokenizer, supervised warm start, saved once per size (reused after)."""
+    import transformers
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+
+    out = workdir / f"llama-{size}-sft{sft_steps}"
+    if (out / "config.json").is_file():
+        return out
+    tok = chars()
+    vocab = {"<pad>": tok.pad_id, "<bos>": tok.bos_id, "<eos>": tok.eos_id}
+    vocab.update({c: i + 3 for i, c in enumerate(tok.CHARS)})
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tok.bos_id)]
+    )
+    hf_tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", padding_side="left"
+    )
+    d, layers, heads, ffn = SIZES[size]
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=d,
+        intermediate_size=ffn,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=32,
+        tie_word_embeddings=False,
+        bos_token_id=tok.bos_id,
+        eos_token_id=tok.eos_id,
+        pad_token_id=tok.pad_id,
+    )
+    model = transformers.LlamaForCausalLM(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(sft_steps):
+        ab = torch.randint(0, 100, (64, 2), generator=g).tolist()
+        rows = [[tok.bos_id, *tok.encode(f"{a:02d}+{b:02d}={a + b}"), tok.eos_id] for a, b in ab]
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [tok.pad_id] * (width - len(r)) for r in rows])
+        labels = ids.masked_fill(ids == tok.pad_id, -100)
+        labels[:, :7] = -100  # learn the answer, not the prompt
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    model.generation_config.pad_token_id = tok.pad_id
+    model.save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    return out
+
+
+def answer_reward(prompt: str, completion: str) -> float:
+    a, b = (int(x) for x in prompt.rstrip("=").split("+"))
+    return float(completion == str(a + b))
+
+
+def run_trl(model_dir: Path, steps: int) -> dict:
+    import transformers
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    g = torch.Generator().manual_seed(0)
+    ab = torch.randint(0, 100, (PROMPTS * (steps + 1), 2), generator=g).tolist()
+    data = Dataset.from_list([{"prompt": f"{a:02d}+{b:02d}="} for a, b in ab])
+
+    def reward(prompts, completions, **_):  # type: ignore[no-untyped-def]
+        return [answer_reward(p, c) for p, c in zip(prompts, completions, strict=True)]
+
+    marks: list[float] = []
+    tokens: list[float] = []
+
+    class Clock(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+            marks.append(time.perf_counter())
+
+        def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
+            if logs and "completions/mean_length" in logs:
+                tokens.append(logs["completions/mean_length"] * PROMPTS * SAMPLES)
+
+    args = GRPOConfig(
+        output_dir=str(model_dir / "trl_out"),
+        per_device_train_batch_size=PROMPTS * SAMPLES,
+        num_generations=SAMPLES,
+        max_completion_length=NEW_TOKENS,
+        temperature=1.0,
+        top_p=1.0,
+        beta=0.0,
+        epsilon=0.2,
+        loss_type="dapo",
+        scale_rewards="group",
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        max_steps=steps,
+        num_iterations=1,
+        gradient_accumulation_steps=1,
+        gradient_checkpointing=False,
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        seed=0,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        shuffle_dataset=False,
+    )
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok
+    )
+    trainer.add_callback(Clock())
+    trainer.train()
+    return {"step_s": [b - a for a, b in zip(marks, marks[1:], strict=False)], "tokens": tokens[1:]}
+
+
+def run_steerbench(model_dir: Path, steps: int, threads: int) -> dict:
+    from steerbench.config import compose
+    from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
+
+    cfg = compose(
+        [
+            f"model.hf_path={model_dir}",
+            "task=add",
+            "task.digits=2",
+            "method=grpo",
+            f"trainer.prompts_per_step={PROMPTS}",
+            f"trainer.samples_per_prompt={SAMPLES}",
+            "trainer.ppo_epochs=1",
+            "trainer.minibatches=1",
+            f"trainer.lr={LR}",
+            "trainer.weight_decay=0.0",
+            "trainer.grad_clip=1.0",
+            "trainer.temperature=1.0",
+            f"trainer.threads={threads}",
+            "method.clip_low=0.2",
+            "method.clip_high=0.2",
+            "method.loss_agg_mode=token-mean",
+        ]
+    )
+    torch.set_num_threads(threads)
+    task = build_task(cfg)
+    state = init_state(cfg, build_policy(cfg, task))
+    marks, tokens = [time.perf_counter()], []
+    for _ in range(steps):
+        row = rl_step(cfg, task, state)
+        marks.append(time.perf_counter())
+        tokens.append(row["len/response_mean"] * PROMPTS * SAMPLES)
+    return {"step_s": [b - a for a, b in zip(marks[1:], marks[2:], strict=False)], "tokens": tokens[1:]}
+
+
+def matmul_peak(d: int, ffn: int, rows: int) -> float:
+    """Best fp32 GFLOP/s over matmuls shaped like the model's (rows × d) @ (d × ffn) and back."""
+    a, w1, w2 = torch.randn(rows, d), torch.randn(d, ffn), torch.randn(ffn, d)
+    best = 0.0
+    for _ in range(20):
+        start = time.perf_counter()
+        for _ in range(10):
+            (a @ w1) @ w2
+        best = max(best, 10 * 2 * 2 * rows * d * ffn / (time.perf_counter() - start))
+    return best / 1e9
+
+
+def job_gflop(size: str, vocab: int, prompt_len: int, new_tokens: float) -> float:
+    """Matmul FLOPs of one step: 2·N per token forward (N: matmul weights incl. the LM head)."""
+    d, layers, _, ffn = SIZES[size]
+    n = layers * (4 * d * d + 3 * d * ffn) + d * vocab
+    rows = PROMPTS * SAMPLES
+    sample_tokens = rows * (prompt_len + new_tokens - 1)  # prefill, then one fed token per new token
+    train_tokens = rows * (prompt_len + new_tokens)
+    return 2 * n * (sample_tokens + 3 * train_tokens) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--sft-steps", type=int, default=300)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_vs_trl"))
+    parser.add_argument("--side", choices=["trl", "steerbench"], help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.side:  # child: one side's run, JSON on the last stdout line
+        result = (
+            run_trl(args.model_dir, args.steps)
+            if args.side == "trl"
+            else run_steerbench(args.model_dir, args.steps, args.threads)
+        )
+        print(json.dumps(result))
+        return
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model_dir = build_model(args.workdir, args.size, args.sft_steps)
+    from transformers import AutoModelForCausalLM
+
+    params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
+    d, _, _, ffn = SIZES[args.size]
+    peak = matmul_peak(d, ffn, PROMPTS * SAMPLES * 11)
+    results: dict[str, dict[str, list[float]]] = {
+        s: {"step_s": [], "tokens": [], "other": []} for s in ("trl", "steerbench")
+    }
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    for pair in range(args.pairs):
+        for side in ("trl", "steerbench") if pair % 2 == 0 else ("steerbench", "trl"):
+            cmd = [sys.executable, __file__, "--side", side, "--model-dir", str(model_dir)]
+            cmd += ["--steps", str(args.steps), "--threads", str(args.threads)]
+            with OtherLoad() as load:
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{side} run failed:\n{out.stderr[-4000:]}")
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            results[side]["step_s"] += got["step_s"]
+            results[side]["tokens"] += got["tokens"]
+            results[side]["other"].append(load.share or 0.0)
+            print(
+                f"pair {pair + 1} {side:10s}: median {statistics.median(got['step_s']):.3f} s/step, "
+                f"{describe(load.share)}",
+                flush=True,
+            )
+    print(
+        f"\njob: Llama {args.size} ({params:,} parameters), {PROMPTS}×{SAMPLES} completions/step, ≤{NEW_TOKENS} "
+        f"new tokens, {args.threads} threads, {args.pairs} alternating pairs × {args.steps} steps (first dropped)"
+    )
+    print(f"matmul peak (fp32, {args.threads} threads, model-shaped): {peak:.1f} GFLOP/s")
+    medians = {}
+    for side, r in results.items():
+        med = medians[side] = statistics.median(r["step_s"])
+        toks = statistics.mean(r["tokens"])
+        gflop = job_gflop(args.size, chars().vocab_size, 7, toks / (PROMPTS * SAMPLES))
+        print(
+            f"{side:10s}: {med:.3f} s/step median (min {min(r['step_s']):.3f}), {toks:.0f} completion "
+            f"tokens/step, {gflop:.2f} GFLOP/step, {100 * gflop / med / peak:.0f}% of the matmul peak, "
+            f"other processes {100 * max(r['other']):.0f}% CPU at most"
+        )
+    print(f"ratio steerbench / TRL: {medians['steerbench'] / medians['trl']:.2f} (target ≤ 0.5)")
+
+
+if __name__ == "__main__":
+    main()
