@@ -224,7 +224,7 @@ def _run_cli_fresh(*args: str) -> tuple[str, set[str]]:
 
 
 # What a command imports only once it runs, never to register or list itself.
-HEAVY_MODULES = {"torch", "numpy", "hydra", "pandas", "scipy", "matplotlib", "pyarrow"}
+HEAVY_MODULES = {"torch", "numpy", "hydra", "pandas", "scipy", "matplotlib", "pyarrow", "omegaconf"}
 
 
 def test_help_does_not_import_torch():
