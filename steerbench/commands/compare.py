@@ -21,6 +21,7 @@ def compare_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary rows and files as JSON."),
 ) -> None:
     """Summarise runs per method × scenario (mean and 95% CI over seeds) and write a report with figures."""
+    from steerbench.analysis import controls as ctl
     from steerbench.analysis.compare import load_runs, write_report
 
     console = Console(stderr=as_json)
@@ -29,6 +30,8 @@ def compare_command(
         frame = load_runs(dirs)
     with console.status(f"writing report for {frame['run'].nunique()} runs..."):
         result = write_report(frame, out, include_partial=include_partial)
+    controls = ctl.evaluate_controls(frame if include_partial else frame[frame["status"] == "done"])
+    result["files"] = sorted([*result["files"], *filter(None, [ctl.write_controls(controls, out)])])
     summary = result["summary"]
     if as_json:
         rows = json.loads(summary.to_json(orient="records"))
@@ -40,6 +43,7 @@ def compare_command(
                     "summary": rows,
                     "findings": result["findings"],
                     "left_out": result["left_out"],
+                    "controls": ctl.as_json(controls),
                 },
                 indent=2,
                 sort_keys=True,
@@ -71,6 +75,8 @@ def compare_command(
         console.print(f"[yellow]left out {len(result['left_out'])} unfinished runs[/] (--include-partial)")
     for sentence in result["findings"]:
         console.print(f"• {sentence}")
+    for control in controls:
+        console.print(f"• {ctl.describe(control)}")
     console.print(f"report: [bold]{out / 'report.html'}[/] ({len(result['files'])} files)")
 
 
