@@ -81,7 +81,7 @@ def _first_last(values: pd.Series) -> tuple[float, float]:
 
 
 def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: identity columns and the statistics the controls use."""
+    """One row per run: identity columns, final pass@1 and pass@k, and the statistics of the controls."""
     rows = []
     for run, df in frame.groupby("run", sort=True):
         df = df.sort_values("step")
@@ -94,6 +94,8 @@ def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
                 "run": run,
                 **{c: first[c] for c in ("task", "variant", "method", "scenario", "seed")},
                 "final_entropy": h_last,
+                "final_pass1": p1,
+                "final_passk": k1,
                 "passk_drift": abs(k1 - k0),
                 "pass1_rise": p1 - p0,
             }

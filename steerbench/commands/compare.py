@@ -22,6 +22,7 @@ def compare_command(
 ) -> None:
     """Summarise runs per method × scenario (mean and 95% CI over seeds) and write a report with figures."""
     from steerbench.analysis import controls as ctl
+    from steerbench.analysis.frontier import frontier_table, write_frontier
     from steerbench.analysis.compare import load_runs, write_report
 
     console = Console(stderr=as_json)
@@ -30,8 +31,10 @@ def compare_command(
         frame = load_runs(dirs)
     with console.status(f"writing report for {frame['run'].nunique()} runs..."):
         result = write_report(frame, out, include_partial=include_partial)
-    controls = ctl.evaluate_controls(frame if include_partial else frame[frame["status"] == "done"])
-    result["files"] = sorted([*result["files"], *filter(None, [ctl.write_controls(controls, out)])])
+    finished = frame if include_partial else frame[frame["status"] == "done"]
+    controls = ctl.evaluate_controls(finished)
+    extra = [*filter(None, [ctl.write_controls(controls, out)]), *write_frontier(finished, out)]
+    result["files"] = sorted([*result["files"], *extra])
     summary = result["summary"]
     if as_json:
         rows = json.loads(summary.to_json(orient="records"))
@@ -77,6 +80,9 @@ def compare_command(
         console.print(f"• {sentence}")
     for control in controls:
         console.print(f"• {ctl.describe(control)}")
+    frontier = frontier_table(finished)
+    if not frontier.empty:
+        console.print("dose–response frontier (vs matched grpo):\n" + frontier.to_string(index=False))
     console.print(f"report: [bold]{out / 'report.html'}[/] ({len(result['files'])} files)")
 
 
