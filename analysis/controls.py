@@ -1,7 +1,8 @@
 """Positive controls: effects known in direction, checked before a null result is trusted.
 
 `steerbench grid controls` runs grpo, an entropy bonus and a KL penalty (knobs in
-`experiments/method/control_*.yaml`) under the standard scenario and under random rewards. Each control
+`experiments/method/control_*.yaml`) under the standard scenario and under random rewards (`CONTROLS`
+lists the five claims). Each control
 compares a per-run statistic of a treatment cell with a reference cell of the same task, paired by seed:
 
     d_s = stat(treatment, seed s) − stat(reference, seed s)        over the seeds both cells ran
@@ -58,6 +59,24 @@ CONTROLS = (
         "passk_drift",
         ("kl", "standard"),
         ("grpo", "standard"),
+        -1,
+    ),
+    # the grid is a product, so the bonus and the KL also run under coin-flip rewards: their direction
+    # does not depend on the reward, which makes two more controls
+    Control(
+        "entropy_bonus_random_reward",
+        "under coin-flip rewards too, an entropy bonus ends at a higher entropy than grpo",
+        "final_entropy",
+        ("entropy_bonus", "random_reward"),
+        ("grpo", "random_reward"),
+        +1,
+    ),
+    Control(
+        "kl_random_reward",
+        "under coin-flip rewards too, a KL penalty keeps pass@k closer to the warm start's than grpo",
+        "passk_drift",
+        ("kl", "random_reward"),
+        ("grpo", "random_reward"),
         -1,
     ),
     Control(

@@ -39,6 +39,8 @@ def frame(bonus_shift: list[float], kl_drift: list[float], random_rise: list[flo
         rows += run_rows("entropy_bonus", "standard", seed, 0.4 + noise + shift, (0.8, 0.5), (0.1, 0.3))
         rows += run_rows("kl", "standard", seed, 0.4, (0.8, 0.8 - drift), (0.1, 0.3))
         rows += run_rows("grpo", "random_reward", seed, 0.4, (0.8, 0.5), (0.1, 0.1 + rise))
+        rows += run_rows("entropy_bonus", "random_reward", seed, 0.4 + shift, (0.8, 0.5), (0.1, 0.1))
+        rows += run_rows("kl", "random_reward", seed, 0.4, (0.8, 0.8 - drift), (0.1, 0.1))
     return pd.DataFrame(rows)
 
 
@@ -73,6 +75,8 @@ def test_known_effects_are_detected_with_their_size() -> None:
     # random reward rises 0.0/0.01/−0.01 vs grpo's 0.2
     assert rnd["effect"] == pytest.approx(-0.2) and rnd["verdict"] == "detected"
     assert rnd["treatment_mean"] == pytest.approx(0.0) and rnd["reference_mean"] == pytest.approx(0.2)
+    assert results["entropy_bonus_random_reward"]["verdict"] == "detected"
+    assert results["kl_random_reward"]["verdict"] == "detected"
 
 
 def test_no_effect_is_not_detected() -> None:
@@ -97,7 +101,7 @@ def test_a_noisy_effect_with_three_seeds_is_not_detected() -> None:
 def test_only_controls_with_both_cells_are_reported_and_json_is_written(tmp_path) -> None:
     f = frame([0.5, 0.5], [0.0, 0.0], [0.0, 0.0])
     results = evaluate_controls(f[f["method"] != "kl"])
-    assert [r["control"] for r in results] == ["entropy_bonus", "random_reward"]
+    assert [r["control"] for r in results] == ["entropy_bonus", "entropy_bonus_random_reward", "random_reward"]
     assert write_controls(results, tmp_path) == "controls.json"
     saved = json.loads((tmp_path / "controls.json").read_text())
     assert [r["verdict"] for r in saved] == [r["verdict"] for r in results]
