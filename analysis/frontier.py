@@ -61,9 +61,17 @@ def frontier_table(frame: pd.DataFrame) -> pd.DataFrame:
             d1, dk = p1 - g1, pk - gk
             rows.append(
                 {
-                    "task": task, "scenario": scenario, "method": method, "knob": knob[0],
-                    "value": knob[1], "n_seeds": len(cell), "final_entropy": cell["final_entropy"].mean(),
-                    "pass1": p1, "passk": pk, "d_pass1": d1, "d_passk": dk,
+                    "task": task,
+                    "scenario": scenario,
+                    "method": method,
+                    "knob": knob[0],
+                    "value": knob[1],
+                    "n_seeds": len(cell),
+                    "final_entropy": cell["final_entropy"].mean(),
+                    "pass1": p1,
+                    "passk": pk,
+                    "d_pass1": d1,
+                    "d_passk": dk,
                     "kept": dk / -d1 if d1 < 0 else math.nan,
                 }  # fmt: skip
             )
@@ -79,7 +87,9 @@ def frontier_figure(frame: pd.DataFrame, table: pd.DataFrame, path: Path) -> boo
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
     for ax, col, label in zip(axes[0], ("pass1", "passk"), ("final pass@1", "final pass@k"), strict=True):
         for method, curve in table.groupby("method", sort=True):
-            ax.plot(curve["final_entropy"], curve[col], marker="o", label=f"{method} ({curve['knob'].iloc[0]})")
+            ax.plot(
+                curve["final_entropy"], curve[col], marker="o", label=f"{method} ({curve['knob'].iloc[0]})"
+            )
             for _, r in curve.iterrows():
                 ax.annotate(f"{r['value']:g}", (r["final_entropy"], r[col]), fontsize=7)
         ref = per_run[(per_run["method"] == "grpo") & (per_run["variant"] == "")]
@@ -102,4 +112,7 @@ def write_frontier(frame: pd.DataFrame, out: Path) -> list[str]:
         return []
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "frontier.csv", index=False, float_format="%.6g")
-    return ["frontier.csv", *(["frontier.png"] if frontier_figure(frame, table, out / "frontier.png") else [])]
+    return [
+        "frontier.csv",
+        *(["frontier.png"] if frontier_figure(frame, table, out / "frontier.png") else []),
+    ]

@@ -88,7 +88,9 @@ def test_no_effect_is_not_detected() -> None:
 
 def test_an_effect_in_the_wrong_direction_is_not_detected() -> None:
     results = by_name(evaluate_controls(frame([-0.5, -0.52, -0.48], [0.3] * 3, [0.2] * 3)))
-    assert results["entropy_bonus"]["p_value"] < 0.01 and results["entropy_bonus"]["verdict"] == "not detected"
+    assert (
+        results["entropy_bonus"]["p_value"] < 0.01 and results["entropy_bonus"]["verdict"] == "not detected"
+    )
 
 
 def test_a_noisy_effect_with_three_seeds_is_not_detected() -> None:
@@ -101,8 +103,63 @@ def test_a_noisy_effect_with_three_seeds_is_not_detected() -> None:
 def test_only_controls_with_both_cells_are_reported_and_json_is_written(tmp_path) -> None:
     f = frame([0.5, 0.5], [0.0, 0.0], [0.0, 0.0])
     results = evaluate_controls(f[f["method"] != "kl"])
-    assert [r["control"] for r in results] == ["entropy_bonus", "entropy_bonus_random_reward", "random_reward"]
+    assert [r["control"] for r in results] == [
+        "entropy_bonus",
+        "entropy_bonus_random_reward",
+        "random_reward",
+    ]
     assert write_controls(results, tmp_path) == "controls.json"
     saved = json.loads((tmp_path / "controls.json").read_text())
     assert [r["verdict"] for r in saved] == [r["verdict"] for r in results]
     assert write_controls([], tmp_path / "none") is None and not (tmp_path / "none").exists()
+
+
+def write_store(root, method: str, scenario: str, seed: int, rows: list[dict], suffix: str = "") -> None:
+    """A finished run store as the runner writes it (config.yaml, meta.json, metrics.jsonl)."""
+    run = root / f"{method}__{scenario}__t__seed{seed}{suffix}"
+    run.mkdir(parents=True)
+    cfg = {"method": {"name": method}, "scenario": {"name": scenario}, "task": {"name": "t"}}
+    (run / "config.yaml").write_text(json.dumps({**cfg, "trainer": {"seed": seed}}))
+    (run / "meta.json").write_text(json.dumps({"status": "done"}))
+    keep = ("step", "entropy/mean", "val/pass@k", "val/pass@1")
+    lines = [json.dumps({k: r[k] for k in keep if k in r and r[k] == r[k]}) for r in rows]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_compare_prints_controls_and_writes_controls_json_and_the_frontier(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    f = frame([0.5, 0.52, 0.48], [0.05, 0.02, 0.04], [0.0, 0.01, -0.01])
+    for (method, scenario, seed), rows in f.groupby(["method", "scenario", "seed"]):
+        write_store(tmp_path / "runs", method, scenario, seed, rows.to_dict("records"))
+    dose = run_rows("entropy_bonus", "standard", 0, 2.0, (0.8, 0.7), (0.1, 0.25))
+    write_store(tmp_path / "runs", "entropy_bonus", "standard", 0, dose, suffix="__alpha=0.1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "steerbench.cli",
+            "compare",
+            str(tmp_path / "runs"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "control entropy_bonus" in proc.stdout and "DETECTED" in proc.stdout
+    saved = by_name(json.loads((tmp_path / "r" / "controls.json").read_text()))
+    assert set(saved) == {
+        "entropy_bonus",
+        "kl",
+        "random_reward",
+        "entropy_bonus_random_reward",
+        "kl_random_reward",
+    }
+    assert saved["entropy_bonus"]["effect"] == pytest.approx(0.5) and saved["kl"]["verdict"] == "detected"
+    frontier = pd.read_csv(tmp_path / "r" / "frontier.csv")
+    assert frontier[["method", "knob", "value"]].values.tolist() == [["entropy_bonus", "alpha", 0.1]]
+    assert frontier["d_pass1"].iloc[0] == pytest.approx(-0.05)  # 0.25 vs grpo's 0.3

@@ -29,7 +29,9 @@ def run(method: str, variant: str, seed: int, h: float, pass1: float, passk: flo
 def frame() -> pd.DataFrame:
     rows = run("grpo", "", 0, 0.2, 0.40, 0.30) + run("grpo", "", 1, 0.2, 0.30, 0.40)
     rows += run("entropy_bonus", "alpha=0.01", 0, 0.5, 0.33, 0.50)
-    rows += run("entropy_bonus", "alpha=0.1", 0, 1.5, 0.20, 0.70) + run("entropy_bonus", "alpha=0.1", 1, 1.7, 0.30, 0.80)
+    rows += run("entropy_bonus", "alpha=0.1", 0, 1.5, 0.20, 0.70) + run(
+        "entropy_bonus", "alpha=0.1", 1, 1.7, 0.30, 0.80
+    )
     rows += run("kl", "method.beta=0.001", 0, 0.25, 0.40, 0.30)
     rows += run("steer", "lambda_min=0.5__group=batch", 0, 0.3, 0.3, 0.3)  # two knobs: not a dose point
     return pd.DataFrame(rows)

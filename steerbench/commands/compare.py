@@ -22,8 +22,8 @@ def compare_command(
 ) -> None:
     """Summarise runs per method × scenario (mean and 95% CI over seeds) and write a report with figures."""
     from steerbench.analysis import controls as ctl
-    from steerbench.analysis.frontier import frontier_table, write_frontier
     from steerbench.analysis.compare import load_runs, write_report
+    from steerbench.analysis.frontier import frontier_table, write_frontier
 
     console = Console(stderr=as_json)
     out = (out or Path(dirs[0]) / "report").resolve()
