@@ -251,10 +251,21 @@ def write_report(
     fits = plots.entropy_accuracy_fits(frame)
     omega_steps = omega_grid.omega_by_step(frame)  # in-training Ω accuracy, when runs logged omega/*
     if omega_grid.omega_figure(omega_steps, out / "omega_vs_step.png"):
-        figures.append(("omega_vs_step.png", "In-training Ω accuracy vs step (seed mean), one line per method"))
+        figures.append(
+            ("omega_vs_step.png", "In-training Ω accuracy vs step (seed mean), one line per method")
+        )
     sentences = findings(summary, v)
     body = sections(
-        title, runs, frame, summary, v, sentences, figures, fits, left_out, omega_grid.omega_table(omega_steps)
+        title,
+        runs,
+        frame,
+        summary,
+        v,
+        sentences,
+        figures,
+        fits,
+        left_out,
+        omega_grid.omega_table(omega_steps),
     )
     (out / "report.md").write_text(to_markdown(body))
     (out / "report.html").write_text(to_html(body, title, out))

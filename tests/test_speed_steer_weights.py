@@ -64,7 +64,9 @@ def test_steer_loss_uses_microbatch_groups_of_group_size_rows():
     ent = torch.rand(4, 5, generator=g, dtype=torch.float64)
     mask = torch.ones(4, 5)
     leaf = lp.clone().requires_grad_(True)
-    batch = PolicyBatch(log_prob=leaf, old_log_prob=old, advantages=adv, response_mask=mask, entropy=ent, old_entropy=ent)
+    batch = PolicyBatch(
+        log_prob=leaf, old_log_prob=old, advantages=adv, response_mask=mask, entropy=ent, old_entropy=ent
+    )
     loss, metrics = compute_policy_loss("steer", batch, group_size=2, lambda_min=0.5)
     loss.backward()
     omega = omega_release(adv, ent, old, lp)

@@ -22,9 +22,12 @@ def compare_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary, verdicts and files as JSON."),
 ) -> None:
     """Compare each method with its matched grpo control (paired over seeds, Holm-corrected) and write a
-    report: verdict, resolution, findings, figures, full tables."""
+    report: verdict, resolution, findings, figures, full tables; positive controls and the dose–response
+    frontier when the runs hold them."""
+    from steerbench.analysis import controls as ctl
+    from steerbench.analysis.frontier import frontier_table, write_frontier
     from steerbench.analysis.report import verdict_table, write_report
-    from steerbench.analysis.runs import load_runs
+    from steerbench.analysis.runs import finished_only, load_runs
 
     console = Console(stderr=as_json)
     out = (out or Path(dirs[0]) / "report").resolve()
@@ -33,6 +36,10 @@ def compare_command(
     n_runs = runs.frame["run"].nunique()
     with console.status(f"writing report for {n_runs} runs..."):
         result = write_report(runs, out, include_partial=include_partial)
+    finished = runs.frame if include_partial else finished_only(runs.frame)[0]
+    controls = ctl.evaluate_controls(finished)
+    extra = [*filter(None, [ctl.write_controls(controls, out)]), *write_frontier(finished, out)]
+    result["files"] = sorted([*result["files"], *extra])
     if as_json:
         payload = {
             "out": str(out),
@@ -42,6 +49,7 @@ def compare_command(
             "findings": result["findings"],
             "left_out": result["left_out"],
             "damaged": result["damaged"],
+            "controls": ctl.as_json(controls),
         }
         typer.echo(json.dumps(payload, indent=2, sort_keys=True))
         return
@@ -64,6 +72,11 @@ def compare_command(
         console.print(f"[yellow]{escape(run)}: {len(lines)} unreadable metrics line(s) skipped[/]")
     for sentence in result["findings"]:
         console.print(f"• {escape(sentence)}")
+    for control in controls:
+        console.print(f"• {escape(ctl.describe(control))}")
+    frontier = frontier_table(finished)
+    if not frontier.empty:
+        console.print("dose–response frontier (vs matched grpo):\n" + escape(frontier.to_string(index=False)))
     console.print(f"report: [bold]{out / 'report.html'}[/] ({len(result['files'])} files)")
 
 

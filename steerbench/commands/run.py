@@ -55,7 +55,9 @@ def run_command(
     scenario: str = typer.Option(
         None, "--scenario", "-s", help="standard | release | extreme | random_reward."
     ),
-    task: str = typer.Option(None, "--task", "-t", help="Embedded task: add | countdown."),
+    task: str = typer.Option(
+        None, "--task", "-t", help="Embedded task: add | countdown | countdown_tail | steps."
+    ),
     steps: int = typer.Option(None, "--steps", help="RL steps (rollout batches)."),
     seed: int = typer.Option(None, "--seed", help="Seed; a CPU run with a seed is bit-reproducible."),
     backend: str = typer.Option(None, "--backend", help="local (embedded, CPU; default) | verl (GPUs)."),

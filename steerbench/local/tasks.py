@@ -42,6 +42,10 @@ class Tokenizer:
         except KeyError as err:
             raise UsageError(f"character {err.args[0]!r} is not in the task alphabet {self.CHARS!r}") from err
 
+    def render(self, text: str, generator: torch.Generator) -> list[int]:
+        """The spelling of a warm-start target: here the only one, `encode(text)` (draws nothing)."""
+        return self.encode(text)
+
     def decode(self, ids: list[int]) -> str:
         """Text up to (not including) the first EOS; PAD and BOS are skipped.
 
@@ -69,6 +73,7 @@ class Problem:
 
 class Task(Protocol):
     name: str
+    tokenizer: Tokenizer  # ids ↔ text; the model's vocabulary is its vocab_size
 
     @property
     def prompt_len(self) -> int: ...
@@ -105,6 +110,7 @@ class AddTask:
     reverse: bool = False  # answer digits least-significant first
     p_correct: float = 0.5  # probability a warm-start target is correct
     name: str = dataclasses.field(default="add", init=False)
+    tokenizer = TOKENIZER
 
     def __post_init__(self) -> None:
         _check_p(self.p_correct)
@@ -251,6 +257,7 @@ class CountdownTask:
     max_number: int = 9  # numbers are drawn from 1..max_number (≤ 99); difficulty
     p_correct: float = 0.5  # probability a warm-start target is correct
     name: str = dataclasses.field(default="countdown", init=False)
+    tokenizer = TOKENIZER
 
     def __post_init__(self) -> None:
         _check_p(self.p_correct)
@@ -305,6 +312,9 @@ class CountdownTask:
 
 TASKS: dict[str, Callable[..., Task]] = {"add": AddTask, "countdown": CountdownTask}
 
+# the long-tail suite builds on the classes above and registers its tasks in TASKS when imported
+import steerbench.local.tail  # noqa: E402, F401
+
 
 def get_task(name: str, **kwargs: Any) -> Task:
     if name not in TASKS:
@@ -327,5 +337,5 @@ def prompt_tensor(problems: list[Problem]) -> torch.Tensor:
 
 def score(task: Task, problems: list[Problem], responses: torch.Tensor) -> torch.Tensor:
     """(B,) float rewards: verify each decoded response row (B, T) against its problem."""
-    texts = (TOKENIZER.decode(row) for row in responses.tolist())
+    texts = (task.tokenizer.decode(row) for row in responses.tolist())
     return torch.tensor([task.verify(p, t) for p, t in zip(problems, texts, strict=True)])

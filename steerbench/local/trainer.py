@@ -70,14 +70,14 @@ def build_policy(
         from steerbench.local.hf import load_hf_policy
 
         policy = load_hf_policy(cfg.model.hf_path)
-        if int(policy.vocab_size) < TOKENIZER.vocab_size:
+        if int(policy.vocab_size) < task.tokenizer.vocab_size:
             raise UsageError(
-                f"model {cfg.model.hf_path} has a vocabulary of {policy.vocab_size} ids; the embedded tasks "
-                f"need at least {TOKENIZER.vocab_size}"
+                f"model {cfg.model.hf_path} has a vocabulary of {policy.vocab_size} ids; task {task.name} "
+                f"needs at least {task.tokenizer.vocab_size}"
             )
         return policy
     model_cfg = ModelConfig(
-        vocab_size=TOKENIZER.vocab_size,
+        vocab_size=task.tokenizer.vocab_size,
         n_layer=cfg.model.n_layer,
         n_head=cfg.model.n_head,
         d_model=cfg.model.d_model,

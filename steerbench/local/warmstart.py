@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from steerbench.errors import UsageError
 from steerbench.local.model import ModelConfig, TinyPolicy
-from steerbench.local.tasks import TOKENIZER, Task, task_params
+from steerbench.local.tasks import Task, task_params
 
 CODE_VERSION = "warmstart-v1"
 
@@ -51,11 +51,11 @@ def sft_batch(task: Task, batch_size: int, generator: torch.Generator) -> tuple[
 
     loss_mask[b, i] = 1 where tokens[b, i+1] is a response token (incl. EOS): the next-token targets.
     """
-    P, R = task.prompt_len, task.max_response_len
-    tokens = torch.full((batch_size, P + R), TOKENIZER.pad_id, dtype=torch.long)
+    P, R, tok = task.prompt_len, task.max_response_len, task.tokenizer
+    tokens = torch.full((batch_size, P + R), tok.pad_id, dtype=torch.long)
     mask = torch.zeros(batch_size, P + R - 1)
     for b, problem in enumerate(task.sample_problems(batch_size, generator)):
-        response = [*TOKENIZER.encode(task.sft_example(problem, generator)), TOKENIZER.eos_id][:R]
+        response = [*tok.render(task.sft_example(problem, generator), generator), tok.eos_id][:R]
         tokens[b, : P + len(response)] = torch.tensor(problem.prompt_ids + response)
         mask[b, P - 1 : P - 1 + len(response)] = 1.0
     return tokens, mask
@@ -114,9 +114,9 @@ def warm_start(
 
     `progress(done, total)` is called after every training step (never on a cache hit).
     """
-    if model_cfg.vocab_size != TOKENIZER.vocab_size:
+    if model_cfg.vocab_size != task.tokenizer.vocab_size:
         raise UsageError(
-            f"model vocab_size={model_cfg.vocab_size} but the task tokenizer has {TOKENIZER.vocab_size} ids"
+            f"model vocab_size={model_cfg.vocab_size} but the task tokenizer has {task.tokenizer.vocab_size} ids"
         )
     if model_cfg.max_seq_len < task.prompt_len + task.max_response_len:
         raise UsageError(

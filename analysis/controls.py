@@ -1,0 +1,215 @@
+"""Positive controls: effects known in direction, checked before a null result is trusted.
+
+`steerbench grid controls` runs grpo, an entropy bonus and a KL penalty (knobs in
+`experiments/method/control_*.yaml`) under the standard scenario and under random rewards (`CONTROLS`
+lists the five claims). Each control
+compares a per-run statistic of a treatment cell with a reference cell of the same task, paired by seed:
+
+    d_s = stat(treatment, seed s) − stat(reference, seed s)        over the seeds both cells ran
+    effect = mean(d),  95% interval = effect ± t_{0.975, n−1} · sd(d)/√n,
+    p = two-sided one-sample t-test of mean(d) = 0 (n − 1 degrees of freedom)
+
+and is `detected` iff p < 0.05 and the effect has the expected sign (the interval then excludes 0 on
+that side). Fewer than two paired seeds give no interval and `not detected`.
+
+Per-run statistics (from the run's logged metrics):
+    final_entropy  last `entropy/mean`
+    passk_drift    |last − first `val/pass@k`|  (the first evaluation is the warm start's, at step 0)
+    pass1_rise     last − first `val/pass@1`
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+ALPHA = 0.05  # significance level of each control's test
+STATISTICS = ("final_entropy", "passk_drift", "pass1_rise")
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    claim: str  # what must be seen, in words
+    statistic: str  # a key of `run_statistics`
+    treatment: tuple[str, str]  # (method, scenario)
+    reference: tuple[str, str]  # (method, scenario)
+    direction: int  # +1: treatment − reference > 0 expected; −1: < 0
+
+
+CONTROLS = (
+    Control(
+        "entropy_bonus",
+        "an entropy bonus ends at a higher entropy than grpo",
+        "final_entropy",
+        ("entropy_bonus", "standard"),
+        ("grpo", "standard"),
+        +1,
+    ),
+    Control(
+        "kl",
+        "a KL penalty to the warm start keeps pass@k closer to the warm start's than grpo",
+        "passk_drift",
+        ("kl", "standard"),
+        ("grpo", "standard"),
+        -1,
+    ),
+    # the grid is a product, so the bonus and the KL also run under coin-flip rewards: their direction
+    # does not depend on the reward, which makes two more controls
+    Control(
+        "entropy_bonus_random_reward",
+        "under coin-flip rewards too, an entropy bonus ends at a higher entropy than grpo",
+        "final_entropy",
+        ("entropy_bonus", "random_reward"),
+        ("grpo", "random_reward"),
+        +1,
+    ),
+    Control(
+        "kl_random_reward",
+        "under coin-flip rewards too, a KL penalty keeps pass@k closer to the warm start's than grpo",
+        "passk_drift",
+        ("kl", "random_reward"),
+        ("grpo", "random_reward"),
+        -1,
+    ),
+    Control(
+        "random_reward",
+        "coin-flip rewards raise pass@1 less than the verifier's rewards",
+        "pass1_rise",
+        ("grpo", "random_reward"),
+        ("grpo", "standard"),
+        -1,
+    ),
+)
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    return df[name] if name in df else pd.Series(dtype=float)
+
+
+def _first_last(values: pd.Series) -> tuple[float, float]:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return (float(v.iloc[0]), float(v.iloc[-1])) if len(v) else (math.nan, math.nan)
+
+
+def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: identity columns, final pass@1 and pass@k, and the statistics of the controls."""
+    rows = []
+    for run, df in frame.groupby("run", sort=True):
+        df = df.sort_values("step")
+        _, h_last = _first_last(_col(df, "entropy/mean"))
+        k0, k1 = _first_last(_col(df, "val/pass@k"))
+        p0, p1 = _first_last(_col(df, "val/pass@1"))
+        first = df.iloc[0]
+        rows.append(
+            {
+                "run": run,
+                **{c: first[c] for c in ("task", "variant", "method", "scenario", "seed")},
+                "final_entropy": h_last,
+                "final_pass1": p1,
+                "final_passk": k1,
+                "passk_drift": abs(k1 - k0),
+                "pass1_rise": p1 - p0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def paired_test(diffs: np.ndarray) -> tuple[float, float, float, float]:
+    """(mean, 95% low, 95% high, two-sided p) of a one-sample t-test of mean(diffs) = 0; NaN if n < 2."""
+    d = np.asarray(diffs, dtype=float)
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    if n < 2:
+        return mean, math.nan, math.nan, math.nan
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    if se == 0:  # every seed moved by exactly the same amount
+        return mean, mean, mean, 0.0 if mean != 0 else 1.0
+    half = float(st.t.ppf(0.975, n - 1)) * se
+    p = 2 * float(st.t.sf(abs(mean) / se, n - 1))
+    return mean, mean - half, mean + half, p
+
+
+def evaluate_controls(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every control whose treatment and reference cells are both in `frame`, per task (and variant:
+    runs of several grids are told apart by it), in `CONTROLS` order."""
+    per_run = run_statistics(frame)
+    out = []
+    for (task, variant), runs in per_run.groupby(["task", "variant"], sort=True):
+        for c in CONTROLS:
+            treat = _cell(runs, c.treatment)
+            ref = _cell(runs, c.reference)
+            if treat.empty or ref.empty:
+                continue
+            pairs = treat.join(ref, lsuffix="_t", rsuffix="_r", how="inner").dropna()
+            diffs = (pairs[f"{c.statistic}_t"] - pairs[f"{c.statistic}_r"]).to_numpy()
+            effect, low, high, p = paired_test(diffs)
+            detected = bool(p < ALPHA and np.sign(effect) == c.direction)
+            out.append(
+                {
+                    "control": c.name,
+                    "claim": c.claim,
+                    "task": task,
+                    "variant": variant,
+                    "statistic": c.statistic,
+                    "treatment": "/".join(c.treatment),
+                    "reference": "/".join(c.reference),
+                    "expected": "> 0" if c.direction > 0 else "< 0",
+                    "seeds": [int(s) for s in pairs.index],
+                    "treatment_mean": float(pairs[f"{c.statistic}_t"].mean()),
+                    "reference_mean": float(pairs[f"{c.statistic}_r"].mean()),
+                    "effect": effect,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_value": p,
+                    "verdict": "detected" if detected else "not detected",
+                }
+            )
+    return out
+
+
+def _cell(runs: pd.DataFrame, cell: tuple[str, str]) -> pd.DataFrame:
+    """The cell's statistics indexed by seed (a seed run twice keeps its last run)."""
+    method, scenario = cell
+    sel = runs[(runs["method"] == method) & (runs["scenario"] == scenario)]
+    return sel.drop_duplicates("seed", keep="last").set_index("seed")[list(STATISTICS)]
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One sentence with the numbers."""
+    r = result
+    where = r["task"] + (f", {r['variant']}" if r["variant"] else "")
+
+    def f(x: float, spec: str = "+.3g") -> str:
+        return "n/a" if not np.isfinite(x) else format(x, spec)
+
+    return (
+        f"[{where}] control {r['control']}: {r['claim']} — {r['statistic']} {r['treatment']} − "
+        f"{r['reference']} = {f(r['effect'])} [{f(r['ci_low'])}, {f(r['ci_high'])}], "
+        f"p = {f(r['p_value'], '.2g')}, {len(r['seeds'])} seeds (expected {r['expected']}): "
+        f"{r['verdict'].upper()}."
+    )
+
+
+def as_json(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results with NaN as None (null in JSON)."""
+    return [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        for r in results
+    ]
+
+
+def write_controls(results: list[dict[str, Any]], out: Path) -> str | None:
+    """Write controls.json into `out`; returns its name, or None (nothing written) without results."""
+    if not results:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "controls.json").write_text(json.dumps(as_json(results), indent=2, sort_keys=True) + "\n")
+    return "controls.json"

@@ -1,0 +1,118 @@
+"""Dose–response: the entropy–performance frontier of swept knobs, against the matched grpo control.
+
+For runs whose variant is one swept knob (`alpha=0.05`, `method.beta=0.01`: a `dose_*` grid), each
+point is one method × knob value (seed mean): final entropy, final pass@1 and final pass@k. Relative to
+grpo of the same task and scenario (no variant):
+
+    Δpass@1 = pass@1 − pass@1(grpo)     (what the knob costs, usually ≤ 0)
+    Δpass@k = pass@k − pass@k(grpo)     (what it buys, the diversity grpo loses)
+    kept    = Δpass@k / −Δpass@1        (pass@k kept per unit of pass@1 given up; only when Δpass@1 < 0)
+
+`frontier.png` plots final entropy against pass@1 and against pass@k, one curve per method ordered by
+knob value, grpo as a star; `frontier.csv` holds the table.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from steerbench.analysis.controls import run_statistics  # noqa: E402
+
+KNOB = re.compile(r"^(?:.*__)?(?:method\.)?(?P<knob>[A-Za-z_]+)=(?P<value>[-+0-9.eE]+)$")
+COLUMNS = [
+    "task", "scenario", "method", "knob", "value", "n_seeds", "final_entropy", "pass1", "passk",
+    "d_pass1", "d_passk", "kept",
+]  # fmt: skip
+
+
+def knob_of(variant: str) -> tuple[str, float] | None:
+    """`alpha=0.05` or `method.beta=1e-3` → (knob, value); anything else (several knobs, text) → None."""
+    m = KNOB.match(str(variant))
+    if m is None:
+        return None
+    try:
+        return m["knob"], float(m["value"])
+    except ValueError:
+        return None
+
+
+def frontier_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per task × scenario × method × knob value (seed means), with the deltas to grpo."""
+    per_run = run_statistics(frame)
+    if per_run.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    rows = []
+    for (task, scenario), runs in per_run.groupby(["task", "scenario"], sort=True):
+        ref = runs[(runs["method"] == "grpo") & (runs["variant"] == "")]
+        g1, gk = ref["final_pass1"].mean(), ref["final_passk"].mean()
+        for (method, variant), cell in runs.groupby(["method", "variant"], sort=True):
+            knob = knob_of(variant)
+            if knob is None:
+                continue
+            p1, pk = cell["final_pass1"].mean(), cell["final_passk"].mean()
+            d1, dk = p1 - g1, pk - gk
+            rows.append(
+                {
+                    "task": task,
+                    "scenario": scenario,
+                    "method": method,
+                    "knob": knob[0],
+                    "value": knob[1],
+                    "n_seeds": len(cell),
+                    "final_entropy": cell["final_entropy"].mean(),
+                    "pass1": p1,
+                    "passk": pk,
+                    "d_pass1": d1,
+                    "d_passk": dk,
+                    "kept": dk / -d1 if d1 < 0 else math.nan,
+                }  # fmt: skip
+            )
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.sort_values(["task", "scenario", "method", "value"], kind="mergesort").reset_index(drop=True)
+
+
+def frontier_figure(frame: pd.DataFrame, table: pd.DataFrame, path: Path) -> bool:
+    """final entropy vs pass@1 and vs pass@k, one line per method (by knob value), grpo starred."""
+    if table.empty:
+        return False
+    per_run = run_statistics(frame)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+    for ax, col, label in zip(axes[0], ("pass1", "passk"), ("final pass@1", "final pass@k"), strict=True):
+        for method, curve in table.groupby("method", sort=True):
+            ax.plot(
+                curve["final_entropy"], curve[col], marker="o", label=f"{method} ({curve['knob'].iloc[0]})"
+            )
+            for _, r in curve.iterrows():
+                ax.annotate(f"{r['value']:g}", (r["final_entropy"], r[col]), fontsize=7)
+        ref = per_run[(per_run["method"] == "grpo") & (per_run["variant"] == "")]
+        if not ref.empty:
+            stat = "final_pass1" if col == "pass1" else "final_passk"
+            ax.plot(ref["final_entropy"].mean(), ref[stat].mean(), "k*", markersize=12, label="grpo")
+        ax.set_xlabel("final entropy (nats)")
+        ax.set_ylabel(label)
+    axes[0][1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def write_frontier(frame: pd.DataFrame, out: Path) -> list[str]:
+    """frontier.csv and frontier.png in `out` when the frame holds swept knobs; the names written."""
+    table = frontier_table(frame)
+    if table.empty:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "frontier.csv", index=False, float_format="%.6g")
+    return [
+        "frontier.csv",
+        *(["frontier.png"] if frontier_figure(frame, table, out / "frontier.png") else []),
+    ]

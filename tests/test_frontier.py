@@ -1,0 +1,72 @@
+"""Dose–response frontier: knob parsing and deltas to the matched grpo control on synthetic runs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from steerbench.analysis.frontier import frontier_table, knob_of, write_frontier
+
+
+def run(method: str, variant: str, seed: int, h: float, pass1: float, passk: float) -> list[dict]:
+    ident = {
+        "run": f"{method}__{variant}__{seed}",
+        "task": "t",
+        "scenario": "standard",
+        "method": method,
+        "variant": variant,
+        "seed": seed,
+        "status": "done",
+    }
+    return [
+        {**ident, "step": 0, "entropy/mean": 1.0, "val/pass@1": 0.1, "val/pass@k": 0.8},
+        {**ident, "step": 60, "entropy/mean": h, "val/pass@1": pass1, "val/pass@k": passk},
+    ]
+
+
+def frame() -> pd.DataFrame:
+    rows = run("grpo", "", 0, 0.2, 0.40, 0.30) + run("grpo", "", 1, 0.2, 0.30, 0.40)
+    rows += run("entropy_bonus", "alpha=0.01", 0, 0.5, 0.33, 0.50)
+    rows += run("entropy_bonus", "alpha=0.1", 0, 1.5, 0.20, 0.70) + run(
+        "entropy_bonus", "alpha=0.1", 1, 1.7, 0.30, 0.80
+    )
+    rows += run("kl", "method.beta=0.001", 0, 0.25, 0.40, 0.30)
+    rows += run("steer", "lambda_min=0.5__group=batch", 0, 0.3, 0.3, 0.3)  # two knobs: not a dose point
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("alpha=0.05", ("alpha", 0.05)),
+        ("method.beta=1e-3", ("beta", 0.001)),
+        ("lambda_min=0.5__group=batch", None),
+        ("", None),
+        ("mapping=exp", None),
+    ],
+)
+def test_knob_of_reads_one_numeric_knob(variant: str, expected) -> None:
+    assert knob_of(variant) == expected
+
+
+def test_frontier_rows_are_seed_means_with_deltas_to_grpo() -> None:
+    table = frontier_table(frame())
+    assert list(zip(table["method"], table["value"], strict=True)) == [
+        ("entropy_bonus", 0.01), ("entropy_bonus", 0.1), ("kl", 0.001)
+    ]  # fmt: skip
+    strong = table.iloc[1]  # grpo means: pass@1 0.35, pass@k 0.35
+    assert strong["n_seeds"] == 2 and strong["final_entropy"] == pytest.approx(1.6)
+    assert strong["d_pass1"] == pytest.approx(-0.1) and strong["d_passk"] == pytest.approx(0.4)
+    assert strong["kept"] == pytest.approx(4.0)
+    weak = table.iloc[0]
+    assert weak["d_pass1"] == pytest.approx(-0.02) and weak["kept"] == pytest.approx(0.15 / 0.02)
+    assert math.isnan(table.iloc[2]["kept"])  # kl gave nothing up: no ratio
+
+
+def test_write_frontier_writes_table_and_figure_only_for_swept_runs(tmp_path) -> None:
+    assert write_frontier(frame(), tmp_path) == ["frontier.csv", "frontier.png"]
+    assert len(pd.read_csv(tmp_path / "frontier.csv")) == 3
+    plain = frame()
+    assert write_frontier(plain[plain["variant"] == ""], tmp_path / "none") == []
