@@ -1,6 +1,6 @@
 """Ω validation during training, for both backends: agreement of predicted and measured ΔH, logged as metrics.
 
-Embedded backend (:func:`omega_step_metrics`): every K steps, one measured SGD step on a fresh batch, on a
+Embedded backend (:func:`omega_step_metrics`, run by :func:`embedded_omega_metrics` as the trainer's hook): every K steps, one measured SGD step on a fresh batch, on a
 deep copy of the policy with its own generator, so the run's trajectory (and its bit-reproducibility) is
 the same with or without it.
 
@@ -19,14 +19,18 @@ epoch, with the run's optimiser), so Pearson/Spearman/sign agreement are the fai
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from steerbench.analysis.estimators import ESTIMATORS, EstimatorInputs
 from steerbench.analysis.stats import point_stats
+
+if TYPE_CHECKING:
+    from steerbench.local.tasks import Task
 
 LOGGED = ("pearson", "spearman", "sign_agreement")
 BATCH_ESTIMATORS = ("steer_release", "steer_paper", "cov")  # computable from a verl batch alone
@@ -72,6 +76,38 @@ def omega_step_metrics(
     )
     result = measure_entropy_change(policy, batch, method, "sgd", lr, temperature, tuple(ESTIMATORS), knobs)
     return agreement_metrics(result.predicted, result.measured, result.response_mask)
+
+
+def embedded_omega_metrics(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[str, float]:
+    """The embedded trainer's ``step_metrics`` hook: how well each Ω estimator predicts one real SGD
+    step's entropy change, on a fresh batch of the run's task and reward."""
+    from steerbench.config import method_knobs
+    from steerbench.local.tasks import prompt_tensor, score
+    from steerbench.local.trainer import EVAL_SEED
+
+    t = cfg.trainer
+    problems = task.sample_problems(t.prompts_per_step, torch.Generator().manual_seed(EVAL_SEED + step))
+
+    def reward(prompts: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if cfg.scenario.random_reward:  # the same reward as the run's
+            return torch.bernoulli(
+                torch.full((len(responses),), 0.5), generator=torch.Generator().manual_seed(step)
+            )
+        return score(task, [p for p in problems for _ in range(t.samples_per_prompt)], responses)
+
+    return omega_step_metrics(
+        policy,
+        prompt_tensor(problems),
+        reward,
+        cfg.method.name,
+        method_knobs(cfg),
+        group_size=t.samples_per_prompt,
+        max_new_tokens=task.max_response_len,
+        temperature=t.temperature,
+        eos_id=task.tokenizer.eos_id,
+        seed=EVAL_SEED + 31 * step + t.seed,
+        lr=t.omega_lr,
+    )
 
 
 def batch_predictions(

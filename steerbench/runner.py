@@ -86,11 +86,18 @@ def _execute_locked(
         on_step = _also_log_to(wandb_run, on_step)
     try:
         if cfg.backend == "verl":
-            from steerbench.verl.run import train_verl as train
+            from steerbench.verl.run import train_verl
+
+            rows = train_verl(cfg, store, on_step=on_step, on_warm_start=on_warm_start)
         else:
             from steerbench.local.trainer import train
 
-        rows = train(cfg, store, on_step=on_step, on_warm_start=on_warm_start)
+            step_metrics = None
+            if cfg.trainer.omega_every:  # the trainer knows nothing of analysis/: Ω validation is a hook
+                from steerbench.analysis.in_training import embedded_omega_metrics
+
+                step_metrics = embedded_omega_metrics
+            rows = train(cfg, store, on_step=on_step, on_warm_start=on_warm_start, step_metrics=step_metrics)
     except RunFailed as exc:
         store.write_meta("failed", error=str(exc))
         raise

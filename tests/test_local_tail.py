@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from steerbench.errors import UsageError
 from steerbench.local.tail import JUNK, TAIL_TOKENIZER, StepsTask, TailCountdownTask
-from steerbench.local.tasks import TOKENIZER, Problem, get_task, score
+from steerbench.local.task_registry import get_task
+from steerbench.local.tasks import TOKENIZER, Problem, score
 
 T = TAIL_TOKENIZER
 TEXT = st.text(alphabet=TOKENIZER.CHARS + " " + JUNK, max_size=20)

@@ -8,14 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steerbench.errors import UsageError
+from steerbench.local.task_registry import TASKS, get_task
 from steerbench.local.tasks import (
-    TASKS,
     TOKENIZER,
     AddTask,
     CountdownTask,
     Problem,
     evaluate_expression,
-    get_task,
     prompt_tensor,
     score,
 )

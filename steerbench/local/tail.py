@@ -31,7 +31,6 @@ import torch
 
 from steerbench.errors import UsageError
 from steerbench.local.tasks import (
-    TASKS,
     TOKENIZER,
     CountdownTask,
     Problem,
@@ -253,6 +252,3 @@ class StepsTask:
                 text = str(wrong)
             if wrong >= 0 and wrong != value:
                 return text
-
-
-TASKS.update({"countdown_tail": TailCountdownTask, "steps": StepsTask})

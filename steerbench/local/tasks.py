@@ -310,21 +310,6 @@ class CountdownTask:
         return rng.choice(by_value[value])
 
 
-TASKS: dict[str, Callable[..., Task]] = {"add": AddTask, "countdown": CountdownTask}
-
-# the long-tail suite builds on the classes above and registers its tasks in TASKS when imported
-import steerbench.local.tail  # noqa: E402, F401
-
-
-def get_task(name: str, **kwargs: Any) -> Task:
-    if name not in TASKS:
-        raise UsageError(f"unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
-    try:
-        return TASKS[name](**kwargs)
-    except TypeError as err:
-        raise UsageError(f"bad parameters for task {name!r}: {err}") from err
-
-
 def task_params(task: Task) -> dict[str, Any]:
     """The task's name and knobs (for config hashing and run records)."""
     return dataclasses.asdict(task)  # type: ignore[call-overload]

@@ -33,7 +33,8 @@ from steerbench.config import method_knobs, to_dict
 from steerbench.errors import RunFailed, UsageError
 from steerbench.local.model import ModelConfig
 from steerbench.local.sampler import response_logprobs, sample
-from steerbench.local.tasks import TOKENIZER, Problem, Task, get_task, prompt_tensor, score
+from steerbench.local.task_registry import get_task
+from steerbench.local.tasks import TOKENIZER, Problem, Task, prompt_tensor, score
 from steerbench.local.warmstart import warm_start
 from steerbench.methods import PolicyBatch, compute_advantages, compute_policy_loss, get_method
 from steerbench.runstore import RunStore, atomic_torch_save
@@ -234,35 +235,6 @@ def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[
     }
 
 
-def omega_metrics(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[str, float]:
-    """How well each Ω estimator predicts one real SGD step's entropy change, on a fresh batch."""
-    from steerbench.analysis.in_training import omega_step_metrics
-
-    t = cfg.trainer
-    problems = task.sample_problems(t.prompts_per_step, torch.Generator().manual_seed(EVAL_SEED + step))
-
-    def reward(prompts: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if cfg.scenario.random_reward:  # the same reward as the run's
-            return torch.bernoulli(
-                torch.full((len(responses),), 0.5), generator=torch.Generator().manual_seed(step)
-            )
-        return score(task, [p for p in problems for _ in range(t.samples_per_prompt)], responses)
-
-    return omega_step_metrics(
-        policy,
-        prompt_tensor(problems),
-        reward,
-        cfg.method.name,
-        method_knobs(cfg),
-        group_size=t.samples_per_prompt,
-        max_new_tokens=task.max_response_len,
-        temperature=t.temperature,
-        eos_id=TOKENIZER.eos_id,
-        seed=EVAL_SEED + 31 * step + t.seed,
-        lr=t.omega_lr,
-    )
-
-
 def save_checkpoint(store: RunStore, state: TrainState) -> None:
     atomic_torch_save(
         store.checkpoint_path,
@@ -295,13 +267,21 @@ def load_checkpoint(store: RunStore, state: TrainState) -> None:
     state.last_entropy = ckpt["last_entropy"]
 
 
+StepMetrics = Callable[[DictConfig, Task, nn.Module, int], dict[str, float]]
+
+
 def train(
     cfg: DictConfig,
     store: RunStore,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     on_warm_start: Callable[[int, int], None] | None = None,
+    step_metrics: StepMetrics | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) the whole RL loop; returns every metrics row of the run."""
+    """Run (or resume) the whole RL loop; returns every metrics row of the run.
+
+    ``step_metrics(cfg, task, policy, step)`` adds measurements every ``trainer.omega_every`` steps (the
+    runner passes the in-training Ω validation); it must leave the policy and every RNG untouched.
+    """
     t = cfg.trainer
     if t.threads:  # 0 keeps torch's setting (a grid worker sets its share of the cores)
         torch.set_num_threads(t.threads)
@@ -320,8 +300,8 @@ def train(
         row = rl_step(cfg, task, state)
         if state.step % t.eval_every == 0 or state.step == t.steps:
             row.update(evaluate(cfg, task, state.policy, state.step))
-        if t.omega_every and state.step % t.omega_every == 0:
-            row.update(omega_metrics(cfg, task, state.policy, state.step))
+        if step_metrics is not None and t.omega_every and state.step % t.omega_every == 0:
+            row.update(step_metrics(cfg, task, state.policy, state.step))
         logged = {"step": state.step, **{k: _finite(v) for k, v in row.items()}}
         store.append_metrics(logged)
         if state.step % t.checkpoint_every == 0 or state.step == t.steps:
