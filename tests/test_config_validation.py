@@ -37,9 +37,15 @@ BAD = [
     (["trainer.weight_decay=-0.1"], "trainer.weight_decay=-0.1 is out of range; it must be ≥ 0"),
     (["warm_start.batch_size=0"], "warm_start.batch_size=0 is out of range; it must be ≥ 1"),
     (["model.n_layer=0"], "model.n_layer=0 is out of range; it must be ≥ 1"),
-    (["trainer.minibatches=3"], "trainer.minibatches=3 must divide prompts_per_step × samples_per_prompt = 256"),
+    (
+        ["trainer.minibatches=3"],
+        "trainer.minibatches=3 must divide prompts_per_step × samples_per_prompt = 256",
+    ),
     (["model.d_model=30"], "model: d_model=30 must be divisible by n_head=4"),
-    (["model.max_seq_len=6"], "model.max_seq_len=6 is too short for task add: its prompts and responses need 7"),
+    (
+        ["model.max_seq_len=6"],
+        "model.max_seq_len=6 is too short for task add: its prompts and responses need 7",
+    ),
     (["task=countdown", "task.n_numbers=9"], "countdown: n_numbers must be in 2..4"),
     # unknown keys: named, with the valid ones listed (not Hydra's "+method.typo" hint)
     (["method.typo=1"], "unknown key 'method.typo'; valid keys of method: clip_c, clip_high, clip_low,"),

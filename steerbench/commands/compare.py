@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from steerbench.runstore import ensure_writable
+
 
 def compare_command(
     dirs: list[Path] = typer.Argument(..., help="Folders holding run stores (searched recursively)."),
@@ -25,6 +27,7 @@ def compare_command(
 
     console = Console(stderr=as_json)
     out = (out or Path(dirs[0]) / "report").resolve()
+    ensure_writable(out, "--out")
     with console.status("loading runs..."):
         frame = load_runs(dirs)
     with console.status(f"writing report for {frame['run'].nunique()} runs..."):
