@@ -110,9 +110,10 @@ def find_run_dirs(dirs: Sequence[str | Path]) -> list[Path]:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}  # a damaged meta.json may hold any JSON
 
 
 def read_metrics(path: Path) -> list[dict]:

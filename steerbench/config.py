@@ -50,13 +50,31 @@ def _store_groups() -> None:
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The resolved, validated run config; bad keys, groups or values raise UsageError naming the culprit."""
     for override in overrides:
-        if override.split("=", 1)[0].lstrip("+~") in ("method.name", "task.name", "scenario.name"):
-            group = override.split(".", 1)[0].lstrip("+~")
-            raise UsageError(f"{override!r}: choose the {group} with {group}=<name>, not {group}.name")
+        _check_group_choice(override)
     cfg = _hydra_compose(list(overrides))
     OmegaConf.resolve(cfg)
     validate(cfg)
     return cfg
+
+
+GROUPS = ("method", "scenario", "task", "model")
+
+
+def _check_group_choice(override: str) -> None:
+    """``method=steer`` picks a config by name: refuse anything else before Hydra (which would raise
+    TypeErrors for ``scenario=[1,2]`` or read ``method=nan`` as a float)."""
+    key, _, value = override.partition("=")
+    key = key.lstrip("+~")
+    group = key.split(".", 1)[0]
+    if group in GROUPS and key == f"{group}.name":
+        raise UsageError(f"{override!r}: choose the {group} with {group}=<name>, not {group}.name")
+    literal = value.lower() in ("nan", "inf", "null", "true", "false")  # Hydra reads these as non-names
+    if key in GROUPS and (literal or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)):
+        names = sorted(REGISTRY) if key == "method" else []
+        names += sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+        raise UsageError(
+            f"{key}={value!r} is not a {key} name; choose one of {', '.join(sorted(set(names)))}"
+        )
 
 
 def _hydra_compose(overrides: list[str]) -> DictConfig:
@@ -65,7 +83,7 @@ def _hydra_compose(overrides: list[str]) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             return hydra_compose(config_name="config", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:  # Hydra raises some ValueErrors
         raise UsageError(_explain(exc, overrides)) from None
     finally:
         GlobalHydra.instance().clear()
