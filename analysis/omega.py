@@ -378,13 +378,13 @@ def _backprop_token_weights(
 def check_options(optimizer: str, lr: float, estimators: Sequence[str], temperature: float = 1.0) -> None:
     if optimizer not in OPTIMIZERS:
         raise UsageError(f"optimizer {optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
-    if not lr > 0:
-        raise UsageError(f"lr={lr} is out of range; the learning rate must be > 0 (e.g. 1e-4)")
+    if not 0 < lr < math.inf:
+        raise UsageError(f"lr={lr} is out of range; the learning rate must be > 0 and finite (e.g. 1e-4)")
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:
         raise UsageError(f"unknown estimator(s) {', '.join(unknown)}; choose from {', '.join(ESTIMATORS)}")
-    if not temperature > 0:
-        raise UsageError(f"temperature={temperature} must be > 0")
+    if not 0 < temperature < math.inf:
+        raise UsageError(f"temperature={temperature} must be > 0 and finite")
 
 
 def quadrant_labels(advantages: torch.Tensor, log_prob: torch.Tensor, entropy: torch.Tensor) -> list[str]:

@@ -1,8 +1,12 @@
-"""Hydra composition of a run's config from ``experiments/`` plus dotted overrides.
+"""Hydra composition of a run's config from ``experiments/`` plus dotted overrides, typed and validated.
 
-The ``method`` group is generated from the method registry: ``method=<name>`` selects a node holding
-``name`` and every knob of the method's typed config with its default, so ``method.lambda_min=0.5`` is
-checked against the real knob names and the defaults have one source of truth (the dataclass).
+The ``method`` group is generated from the method registry: ``method=<name>`` selects a structured node
+holding ``name`` and every knob of the method's typed config with its default, so ``method.lambda_min=0.5``
+is checked against the real knob names and types, and the defaults have one source of truth (the
+dataclass). The root config's schema (``steerbench.schema.RunSchema``) types the trainer, warm-start and
+model knobs the same way. ``compose`` then runs one validation pass (ranges, finiteness, task knobs,
+cross-field rules) before returning: every violation is a UsageError naming the key, the value and
+the allowed range, raised before a caller writes anything.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +24,10 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 import steerbench.experiments as experiments
+from steerbench import schema
 from steerbench.clipping import resolve_clipping
 from steerbench.errors import UsageError
 from steerbench.methods import REGISTRY, MethodError, get_method
@@ -30,30 +36,116 @@ CONFIG_DIR = Path(experiments.__file__).resolve().parent
 METHOD_KEYS = ("name",)
 
 
-def _store_method_group() -> None:
+def _store_groups() -> None:
     store = ConfigStore.instance()
+    store.store(name="run_schema", node=schema.RunSchema)
     for name, spec in REGISTRY.items():
-        store.store(group="method", name=name, node={"name": name, **spec.knobs()})
+        node = dataclasses.make_dataclass(
+            f"{spec.config.__name__}Node",
+            [("name", str, dataclasses.field(default=name))],
+            bases=(spec.config,),
+        )
+        store.store(group="method", name=name, node=node)
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The resolved run config; bad keys, groups or values raise UsageError naming the culprit."""
-    _store_method_group()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        message = " ".join((str(exc).strip() or str(cause).strip() or type(cause).__name__).split())
-        message = message.split(" Config search path")[0]  # Hydra's internals, noise to a user
-        raise UsageError(f"bad config: {message}") from None
-    finally:
-        GlobalHydra.instance().clear()
+    """The resolved, validated run config; bad keys, groups or values raise UsageError naming the culprit."""
+    for override in overrides:
+        _check_group_choice(override)
+    cfg = _hydra_compose(list(overrides))
     OmegaConf.resolve(cfg)
     resolve_clipping(cfg, overrides)
     validate(cfg)
     return cfg
+
+
+GROUPS = ("method", "scenario", "task", "model")
+
+
+def _check_group_choice(override: str) -> None:
+    """``method=steer`` picks a config by name: refuse anything else before Hydra (which would raise
+    TypeErrors for ``scenario=[1,2]`` or read ``method=nan`` as a float)."""
+    key, _, value = override.partition("=")
+    key = key.lstrip("+~")
+    group = key.split(".", 1)[0]
+    if group in GROUPS and key == f"{group}.name":
+        raise UsageError(f"{override!r}: choose the {group} with {group}=<name>, not {group}.name")
+    literal = value.lower() in ("nan", "inf", "null", "true", "false")  # Hydra reads these as non-names
+    if key in GROUPS and (literal or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)):
+        names = sorted(REGISTRY) if key == "method" else []
+        names += sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+        raise UsageError(
+            f"{key}={value!r} is not a {key} name; choose one of {', '.join(sorted(set(names)))}"
+        )
+
+
+def _hydra_compose(overrides: list[str]) -> DictConfig:
+    _store_groups()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            return hydra_compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:  # Hydra raises some ValueErrors
+        raise UsageError(_explain(exc, overrides)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _explain(exc: Exception, overrides: list[str]) -> str:
+    """Hydra's error in the user's terms: the key, the value, what is allowed (not Hydra's hints)."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, ValidationError) and key:
+        return f"{key}={getattr(cause, 'value', '?')} {_wanted(str(key), str(cause))}"
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key:
+        overridden = re.search(r"override '([^']+)'", str(exc))
+        return _unknown_key(overridden.group(1) if overridden else str(key), str(key), overrides)
+    if key:
+        return f"{key}: {str(cause).splitlines()[0]}"
+    message = " ".join((str(exc).strip() or str(cause).strip() or type(cause).__name__).split())
+    message = message.split(" Config search path")[0]  # Hydra's internals, noise to a user
+    return f"bad config: {message}"
+
+
+_TYPE_WORDS = {
+    "Integer": "an integer",
+    "Float": "a number",
+    "bool": "true or false",
+    "Boolean": "true or false",
+    "String": "text",
+}
+
+
+def _wanted(key: str, message: str) -> str:
+    """'is not an integer; it must be ≥ 1' for a value OmegaConf could not convert to the field's type."""
+    expected = next((words for name, words in _TYPE_WORDS.items() if name in message), None)
+    if expected is None and "field of type" in message:
+        expected = message.split("field of type", 1)[1].split("\n")[0].strip(" '")
+    text = f"is not {expected}" if expected else "has the wrong type"
+    group, _, name = key.partition(".")
+    typed = schema.TYPED.get(group)
+    fields = {f.name: f for f in dataclasses.fields(typed)} if typed else {}
+    if name in fields and "range" in fields[name].metadata:
+        text += f"; it must be {fields[name].metadata['range']}"
+    return text
+
+
+def _unknown_key(overridden: str, missing: str, overrides: list[str]) -> str:
+    """Name the unknown key and list the valid ones beside it (from the config without that override)."""
+    parent = missing.rpartition(".")[0]
+    groups = [o for o in overrides if "." not in o.split("=", 1)[0]]  # method=steer etc. pick the keys
+    try:
+        if overridden in (o.split("=", 1)[0].lstrip("+~") for o in groups):
+            raise KeyError(overridden)  # a bad group choice: do not recompose the same failing config
+        node = _hydra_compose(groups)
+        for part in filter(None, parent.split(".")):
+            node = node[part]
+        valid = sorted(str(k) for k in node.keys())
+    except (UsageError, KeyError, AttributeError, OmegaConfBaseException):
+        valid = []
+    where = f" of {parent}" if parent else ""
+    listing = f"; valid keys{where}: {', '.join(valid)}" if valid else ""
+    return f"unknown key {overridden!r}{listing}"
 
 
 def to_dict(node: Any) -> dict[str, Any]:
@@ -68,32 +160,73 @@ def method_knobs(cfg: DictConfig) -> dict[str, Any]:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Checks Hydra cannot do: method knob values, trainer ranges."""
+    """The one validation pass: ranges and finiteness of every knob, then the rules across knobs."""
+    if cfg.backend not in ("local", "verl"):
+        raise UsageError(f"backend={cfg.backend!r} is unknown; choose local or verl")
+    schema.check_keys("", cfg, schema.RunSchema)
+    for group, typed in schema.TYPED.items():
+        schema.check_keys(f"{group}.", cfg[group], typed)
+        schema.check_ranges(group, cfg[group], typed)
+    knobs = method_knobs(cfg)
+    schema.check_finite("method", knobs)
     try:
-        get_method(cfg.method.name).make_config(**method_knobs(cfg))
+        get_method(cfg.method.name).make_config(**knobs)
     except MethodError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"method {cfg.method.name}: {exc}") from None
     t = cfg.trainer
-    positive = (
-        "steps",
-        "prompts_per_step",
-        "samples_per_prompt",
-        "ppo_epochs",
-        "minibatches",
-        "eval_prompts",
-    )
-    for key in positive:
-        if int(t[key]) < 1:
-            raise UsageError(f"trainer.{key}={t[key]} is out of range; it must be ≥ 1")
-    if not t.lr > 0 or not t.temperature > 0:
-        raise UsageError(f"trainer.lr={t.lr} and trainer.temperature={t.temperature} must be > 0")
     rollouts = int(t.prompts_per_step) * int(t.samples_per_prompt)
     if rollouts % int(t.minibatches):
         raise UsageError(
             f"trainer.minibatches={t.minibatches} must divide prompts_per_step × samples_per_prompt = {rollouts}"
         )
-    if cfg.backend not in ("local", "verl"):
-        raise UsageError(f"backend={cfg.backend!r} is unknown; choose local or verl")
+    if cfg.backend == "local":
+        _validate_local(cfg)
+
+
+def _validate_local(cfg: DictConfig) -> None:
+    """The embedded backend's task knobs (typed by the task's dataclass) and model shape."""
+    from steerbench.local.model import ModelConfig
+    from steerbench.local.tasks import TASKS, TOKENIZER, get_task
+
+    params = to_dict(cfg.task)
+    name = str(params.pop("name", ""))
+    if name not in TASKS:
+        raise UsageError(f"task={name!r} is unknown; choose one of {', '.join(sorted(TASKS))}")
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(TASKS[name]), params)
+    except ValidationError as exc:
+        raise UsageError(f"task.{exc.full_key}={exc.value} {_wanted('', str(exc))}") from None
+    except (ConfigKeyError, ConfigAttributeError) as exc:
+        valid = sorted(str(k) for k in OmegaConf.structured(TASKS[name]).keys() if k != "name")
+        raise UsageError(
+            f"unknown key 'task.{exc.full_key}' for task {name}; valid keys: {', '.join(valid)}"
+        ) from None
+    task_knobs = {k: v for k, v in to_dict(typed).items() if k != "name"}
+    schema.check_finite("task", task_knobs)
+    task = get_task(name, **task_knobs)
+    if cfg.model.hf_path:
+        if not Path(cfg.model.hf_path).expanduser().is_dir():
+            raise UsageError(
+                f"model.hf_path={cfg.model.hf_path} is not a directory (a Hugging Face model folder)"
+            )
+        return
+    m = cfg.model
+    try:
+        ModelConfig(
+            vocab_size=TOKENIZER.vocab_size,
+            n_layer=m.n_layer,
+            n_head=m.n_head,
+            d_model=m.d_model,
+            max_seq_len=m.max_seq_len,
+        )
+    except UsageError as exc:
+        raise UsageError(f"model: {exc}") from None
+    longest = task.prompt_len + task.max_response_len - 1  # the last sampled token is never fed back
+    if longest > m.max_seq_len:
+        raise UsageError(
+            f"model.max_seq_len={m.max_seq_len} is too short for task {name}: its prompts and responses "
+            f"need {longest} positions"
+        )
 
 
 def config_hash(node: Any) -> str:

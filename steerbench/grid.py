@@ -369,6 +369,9 @@ def run_grid(
     if launcher not in cell_launchers.LAUNCHERS:
         raise UsageError(f"--launcher {launcher!r} is unknown; choose {', '.join(cell_launchers.LAUNCHERS)}")
     grid_dir, cells = plan(spec, out)
+    from steerbench.runstore import ensure_writable
+
+    ensure_writable(grid_dir, "--out")
     check_manifest(grid_dir, spec, cells, write=True)
     results: dict[str, CellResult] = {}
     todo = []

@@ -6,6 +6,8 @@ returned as is, a partial one resumes from its checkpoint, a directory holding a
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from omegaconf import DictConfig
 from steerbench.config import to_dict
 from steerbench.errors import RunFailed, UsageError
 from steerbench.methods import MethodError
-from steerbench.runstore import RunStore, atomic_write_json, identity
+from steerbench.runstore import RunStore, atomic_write_json, describe_write_error, identity
 
 SUMMARY_KEYS = ("entropy/mean", "reward/mean", "acc/train", "val/pass@1", "val/pass@k", "val/entropy")
 
@@ -56,10 +58,18 @@ def execute(
 
     ``variant`` is the grid's swept overrides (``runstore.variant_of``), recorded in the identity.
     A lock on ``run_dir`` keeps a second process out for the whole run (UsageError naming the holder).
+    A usage error found only mid-way (e.g. a model directory that cannot be loaded) removes a run
+    directory this call created, so the corrected command is not refused as "a different config".
     """
     store = RunStore(run_dir)
+    new_dirs = [d for d in (store.path, *store.path.parents) if not d.exists()]
     with store.locked():
-        return _execute_locked(cfg, store, list(overrides), variant, on_step, on_warm_start)
+        try:
+            return _execute_locked(cfg, store, list(overrides), variant, on_step, on_warm_start)
+        except UsageError:
+            if new_dirs:
+                store.discard(new_dirs)
+            raise
 
 
 def _execute_locked(
@@ -107,6 +117,14 @@ def _execute_locked(
     except UsageError:
         store.write_meta("failed", error="usage error; see the command's message")
         raise
+    except OSError as exc:  # disk full, read-only, permissions: say so, not "[Errno 28] ..."
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            error = describe_write_error(exc, Path(exc.filename or run_dir))
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(OSError):  # the disk may be too full to record it
+            store.write_meta("failed", error=error)
+        raise RunFailed(error) from exc
     except Exception as exc:
         store.write_meta("failed", error=f"{type(exc).__name__}: {exc}")
         raise RunFailed(f"{type(exc).__name__}: {exc}") from exc

@@ -12,6 +12,8 @@ written into meta.json by the runner and read back with ``read_identity``; nothi
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
@@ -28,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from steerbench.errors import UsageError
+from steerbench.errors import RunFailed, UsageError
 
 TIMING_KEYS = ("time/step_s", "throughput/tokens_per_s")  # excluded from bit-reproducibility
 IDENTITY_KEYS = ("method", "scenario", "task", "seed", "variant", "backend")
@@ -114,6 +116,50 @@ def _read_json_mapping(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+PROBE_BYTES = 64 * 1024  # enough to meet a full disk, small enough to cost nothing
+
+
+def describe_write_error(exc: OSError, path: Path, label: str = "") -> str:
+    """An OSError met writing ``path``, in words: disk full, permission, read-only, a file in the way.
+
+    ``label`` names where the path came from (e.g. "--out"), so the user knows which flag to change.
+    """
+    where = f"{label} {path}" if label else str(path)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full writing {where}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied writing {where}"
+    if exc.errno == errno.EROFS:
+        return f"cannot write to {where}: it is on a read-only file system"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"cannot write to {where}: a file is in the way ({exc.filename or path})"
+    return f"cannot write to {where}: {exc.strerror or exc}"
+
+
+def ensure_writable(folder: Path, label: str = "") -> None:
+    """Check, before any computation, that outputs can be written into ``folder``; nothing is left behind.
+
+    Writes (and removes) a small probe file in ``folder``, or in its nearest existing parent if it does
+    not exist yet. Raises UsageError in words ("disk full writing <folder>", permission denied, ...).
+    """
+    folder = Path(folder).expanduser().absolute()
+    existing = next((d for d in (folder, *folder.parents) if d.exists()), Path("/"))
+    where = f"{label} {folder}" if label else str(folder)
+    if not existing.is_dir():
+        raise UsageError(f"cannot write to {where}: {existing} is a file, not a folder")
+    probe = existing / f".steerbench-write-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise UsageError(describe_write_error(exc, folder, label)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """``write(temp_path)`` next to ``path``, then rename over it: readers see the old or the new file."""
     path = Path(path)
@@ -143,9 +189,21 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
+    """``torch.save`` atomically; a failed write is an OSError (torch raises "[enforce fail at
+    inline_container.cc]"), ENOSPC when the disk has under 1 MiB left."""
+    import shutil
+
     import torch
 
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    full = None
+    try:
+        atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    except RuntimeError as exc:
+        if "inline_container" not in str(exc) and "write" not in str(exc):
+            raise
+        full = shutil.disk_usage(Path(path).parent).free < 2**20
+    if full is not None:  # raised out here: the traceback holds torch's writer and its disk space
+        raise OSError(errno.ENOSPC if full else errno.EIO, "write failed", str(path))
 
 
 def git_sha() -> str | None:
@@ -195,6 +253,17 @@ class RunStore:
             handle.flush()
             yield
 
+    def discard(self, new_dirs: list[Path]) -> None:
+        """Remove this run directory and those of ``new_dirs`` (its parents made for it) left empty."""
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        for folder in new_dirs[1:]:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: another run lives there now
+                break
+
     def create(self) -> None:
         """Create the run directory and check it is writable."""
         try:
@@ -203,13 +272,29 @@ class RunStore:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise UsageError(f"cannot write to run directory {self.path}: {exc.strerror or exc}") from None
+            raise UsageError(f"run directory: {describe_write_error(exc, self.path)}") from None
 
     def prepare(self, config: dict[str, Any], overrides: list[str]) -> bool:
-        """Create the run directory or check it holds the same config; True if it already existed."""
+        """Create the run directory or check it holds the same config; True if it already existed.
+
+        A damaged config.yaml is rebuilt when nothing in the store depends on it (no metrics row, no
+        checkpoint); otherwise the run fails naming the file, since its results' config is unknown.
+        """
         self.create()
         if self.config_path.exists():
-            stored = yaml.safe_load(self.config_path.read_text())
+            stored = self._read_config()
+            if stored is None and (self.checkpoint_path.exists() or read_metrics(self.metrics_path).rows):
+                error = (
+                    f"{self.config_path} is damaged (not a YAML mapping), so the config of the checkpoint "
+                    "and metrics in this run directory is unknown; restore the file, or delete the "
+                    "directory to start the run over"
+                )
+                self.write_meta("failed", error=error)
+                raise RunFailed(error)
+            if stored is None:
+                self._set_aside(self.config_path)
+                self.update_meta(repairs=[*self.read_meta().get("repairs", []), "config.yaml rebuilt"])
+                return self.prepare(config, overrides)
             if stored != config:
                 raise UsageError(
                     f"{self.path} holds a run with a different config; use another --out or delete it "
@@ -220,20 +305,42 @@ class RunStore:
         atomic_write_bytes(self.path / "overrides.yaml", yaml.safe_dump(list(overrides)).encode())
         return False
 
+    def _read_config(self) -> dict[str, Any] | None:
+        """The stored config, or None if config.yaml is damaged."""
+        try:
+            stored = yaml.safe_load(self.config_path.read_bytes().decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            return None
+        return stored if isinstance(stored, dict) else None
+
+    def _set_aside(self, path: Path) -> Path:
+        """Move a damaged file out of the way (kept for inspection) and return where it went."""
+        kept = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        os.replace(path, kept)
+        return kept
+
     def read_meta(self) -> dict[str, Any]:
-        if not self.meta_path.exists():
+        """meta.json; a damaged one (torn, not JSON, not a mapping) is set aside and the fresh meta
+        records the repair. Rebuilding is safe: meta.json only tells whether the run is done, and an
+        unknown status resumes from the checkpoint, which reproduces the run exactly."""
+        try:
+            meta = json.loads(self.meta_path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
             return {}
-        return json.loads(self.meta_path.read_text())
+        except (UnicodeDecodeError, ValueError):
+            meta = None
+        if isinstance(meta, dict):
+            return meta
+        kept = self._set_aside(self.meta_path)
+        rebuilt = {
+            **_fresh_meta(),
+            "repairs": [f"meta.json was damaged; rebuilt (the damaged file is {kept.name})"],
+        }
+        atomic_write_json(self.meta_path, rebuilt)
+        return rebuilt
 
     def write_meta(self, status: str, **fields: Any) -> None:
-        meta = self.read_meta()
-        if not meta:
-            meta = {
-                "created": time.time(),
-                "host": socket.gethostname(),
-                "git_sha": git_sha(),
-                "versions": {"python": platform.python_version(), "torch": metadata.version("torch")},
-            }
+        meta = self.read_meta() or _fresh_meta()
         meta.update(fields, status=status, updated=time.time())
         if status != "failed":
             meta.pop("error", None)
@@ -267,6 +374,15 @@ class RunStore:
             f.write(json.dumps(row, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _fresh_meta() -> dict[str, Any]:
+    return {
+        "created": time.time(),
+        "host": socket.gethostname(),
+        "git_sha": git_sha(),
+        "versions": {"python": platform.python_version(), "torch": metadata.version("torch")},
+    }
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

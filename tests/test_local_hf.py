@@ -15,9 +15,15 @@ from steerbench.local.sampler import response_logprobs, sample  # noqa: E402
 
 
 def save_tiny(tmp_path: Path, config: object) -> Path:
+    return saved_and_original(tmp_path, config)[0]
+
+
+def saved_and_original(tmp_path: Path, config: object) -> tuple[Path, object]:
+    """A tiny causal LM saved to ``tmp_path`` and the in-memory model it was saved from."""
     torch.manual_seed(0)
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
-    return tmp_path
+    original = transformers.AutoModelForCausalLM.from_config(config).eval()
+    original.save_pretrained(tmp_path)
+    return tmp_path, original
 
 
 TINY_CONFIGS = {
@@ -31,10 +37,17 @@ TINY_CONFIGS = {
 
 @pytest.mark.parametrize("kind", sorted(TINY_CONFIGS))
 def test_saved_causal_lm_loads_back_with_the_policy_call(tmp_path: Path, kind: str) -> None:
-    policy = load_hf_policy(save_tiny(tmp_path, TINY_CONFIGS[kind]())).eval()
+    path, original = saved_and_original(tmp_path, TINY_CONFIGS[kind]())
+    policy = load_hf_policy(path).eval()
     tokens = torch.randint(0, 24, (2, 9))
     logits = policy(tokens)
     assert logits.shape == (2, 9, 24) and logits.dtype == torch.float32
+    # the saved weights, not a fresh initialisation: every tensor and the logits equal the original's
+    loaded = policy.lm.state_dict()
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(loaded[name], tensor), name
+    with torch.no_grad():
+        torch.testing.assert_close(logits, original(input_ids=tokens).logits.float(), atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("kind", sorted(TINY_CONFIGS))

@@ -19,9 +19,15 @@ def test_forward_returns_float32_logits_of_shape_batch_len_vocab() -> None:
     assert logits.shape == (3, 11, 32) and logits.dtype == torch.float32
 
 
-def test_forward_is_deterministic_on_cpu() -> None:
+def test_forward_is_deterministic_on_cpu_in_train_mode_too() -> None:
+    """Training calls the model in train mode: with dropout 0 it must be a pure function of its input,
+    and each row's logits must not depend on the other rows of the batch."""
+    model = make_model(1).train()
     tokens = torch.randint(0, 32, (4, 16))
-    assert torch.equal(make_model(1)(tokens), make_model(1)(tokens))
+    first = model(tokens)
+    assert torch.equal(first, model(tokens))
+    assert torch.equal(first, model.eval()(tokens))
+    torch.testing.assert_close(model(tokens[1:2]), first[1:2], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("prefill", [1, 5, 12])

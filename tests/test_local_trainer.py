@@ -171,9 +171,17 @@ def test_extreme_scenario_overrides_the_method_clipping():
 
 
 def test_entropy_bonus_run_passes_the_gradient_carrying_entropy(tmp_path):
-    summary = execute(compose([*TINY, "method=entropy_bonus", "method.alpha=0.01"]), tmp_path / "run")
-    assert summary["final"]["entropy/mean"] is not None
-    assert torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)["step"] == 4
+    """α=0 must reproduce GRPO exactly; a large α must push entropy up. A trainer that passed a
+    detached (or unrelated) entropy would leave α without effect and fail the second check."""
+    runs = {"grpo": ["method=grpo"], "zero": ["method=entropy_bonus", "method.alpha=0"]}
+    runs["bonus"] = ["method=entropy_bonus", "method.alpha=1.0"]
+    entropy = {}
+    for name, extra in runs.items():
+        execute(compose([*TINY, *extra]), tmp_path / name)
+        entropy[name] = [r["entropy/mean"] for r in metrics_without_timing(tmp_path / name)[1:]]
+    assert entropy["zero"] == entropy["grpo"]
+    assert entropy["bonus"][-1] > entropy["grpo"][-1]
+    assert torch.load(tmp_path / "bonus" / "checkpoints" / "latest.pt", weights_only=False)["step"] == 4
 
 
 def test_wandb_logs_every_step_offline(tmp_path, monkeypatch):

@@ -38,8 +38,13 @@ def test_kl_k3_is_nonnegative_and_zero_at_the_reference():
     assert torch.all(k3_kl(b.old_log_prob, b.old_log_prob) == 0)
     grpo, _ = compute_policy_loss("grpo", b)
     with_kl, metrics = compute_policy_loss("kl", b, beta=0.5)
-    assert with_kl.item() == pytest.approx(grpo.item() + 0.5 * metrics["kl/mean"])
-    assert metrics["kl/mean"] > 0
+    # k3 by hand, in float64, token-mean over the response mask (the default loss_agg_mode)
+    d = (b.ref_log_prob - b.log_prob).double()
+    k3 = torch.exp(d) - d - 1
+    mask = b.response_mask.double()
+    expected_kl = ((k3 * mask).sum() / mask.sum()).item()
+    assert with_kl.item() == pytest.approx(grpo.item() + 0.5 * expected_kl, rel=1e-5)
+    assert metrics["kl/mean"] == pytest.approx(expected_kl, rel=1e-5) and expected_kl > 0
 
 
 def test_entropy_bonus_carries_gradient_to_the_entropy():

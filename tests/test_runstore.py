@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from cli_helpers import invoke
 from local_helpers import TINY, cli, metrics_without_timing
 
 from steerbench.config import compose, to_dict
@@ -151,3 +152,43 @@ def test_a_second_run_on_a_locked_run_directory_exits_2_naming_the_holder(tmp_pa
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl").rows] == list(range(41))
     # the lock dies with its holder: a later run on the finished directory is not refused
     assert cli("run", "--out", str(tmp_path), *overrides).returncode == 0
+
+
+def test_a_damaged_meta_json_is_rebuilt_recorded_and_the_run_finishes_unchanged(tmp_path):
+    overrides = [*TINY, "trainer.steps=2"]
+    assert invoke("run", "--out", str(tmp_path), *overrides).code == 0
+    run_dir = tmp_path / run_dir_name(compose(overrides))
+    before = metrics_without_timing(run_dir)
+    (run_dir / "meta.json").write_bytes(b'{"status": "do\xff')  # torn and not even UTF-8
+    result = invoke("run", "--out", str(tmp_path), *overrides)
+    assert result.code == 0, result.stderr
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "done" and meta["identity"]["method"] == "grpo"
+    (kept,) = run_dir.glob("meta.json.damaged-*")
+    assert meta["repairs"] == [f"meta.json was damaged; rebuilt (the damaged file is {kept.name})"]
+    assert kept.read_bytes() == b'{"status": "do\xff'
+    assert metrics_without_timing(run_dir) == before
+
+
+def test_a_damaged_config_yaml_beside_results_fails_naming_the_file(tmp_path):
+    overrides = [*TINY, "trainer.steps=1"]
+    assert invoke("run", "--out", str(tmp_path), *overrides).code == 0
+    run_dir = tmp_path / run_dir_name(compose(overrides))
+    (run_dir / "config.yaml").write_text("method: {name: grpo\n  trainer: [")
+    result = invoke("run", "--out", str(tmp_path), *overrides)
+    assert result.code == 1
+    message = " ".join(result.stderr.split())
+    assert f"{run_dir / 'config.yaml'} is damaged" in message and "Traceback" not in result.stderr
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "failed" and "config.yaml is damaged" in meta["error"]
+
+
+def test_a_damaged_config_yaml_with_no_results_is_rebuilt(tmp_path):
+    cfg = compose([*TINY, "trainer.steps=1"])
+    store = RunStore(tmp_path)
+    store.prepare(to_dict(cfg), [])
+    store.config_path.write_text("- not\n- a mapping\n")
+    assert store.prepare(to_dict(cfg), []) is False  # rebuilt as a fresh store
+    assert RunStore(tmp_path)._read_config() == to_dict(cfg)
+    assert store.read_meta()["repairs"] == ["config.yaml rebuilt"]
+    assert len(list(tmp_path.glob("config.yaml.damaged-*"))) == 1

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from steerbench.runstore import ensure_writable
+
 
 def compare_command(
     dirs: list[Path] = typer.Argument(..., help="Folders holding run stores (searched recursively)."),
@@ -31,6 +33,7 @@ def compare_command(
 
     console = Console(stderr=as_json)
     out = (out or Path(dirs[0]) / "report").resolve()
+    ensure_writable(out, "--out")
     with console.status("loading runs..."):
         runs = load_runs(dirs)
     n_runs = runs.frame["run"].nunique()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from steerbench.runstore import ensure_writable
+
 data_app = typer.Typer(help="Datasets for the verl backend.", no_args_is_help=True)
 
 
@@ -23,6 +25,7 @@ def prepare_command(
     """Write an embedded task as verl-format parquet, scored by steerbench.verl.reward."""
     from steerbench.verl.prepare import PrepareSpec, parse_task_args, prepare
 
+    ensure_writable(out, "--out")
     spec = PrepareSpec(task, out, train_size, val_size, seed, parse_task_args(task, task_arg))
     for split, path in prepare(spec).items():
         n = train_size if split == "train" else val_size

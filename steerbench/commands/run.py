@@ -127,6 +127,7 @@ def run_command(
         return
     if resume and not (run_dir / "config.yaml").exists():
         raise UsageError(f"--resume: no run to resume in {run_dir}")
+    check_outputs(cfg, run_dir)
     console = Console(stderr=True)
     console.print(
         f"[bold]steerbench run[/] {cfg.method.name} · {cfg.scenario.name} · {cfg.task.name} · seed {cfg.trainer.seed} → {run_dir}"
@@ -160,6 +161,17 @@ def run_command(
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
         return
     print_summary(summary, run_dir, console)
+
+
+def check_outputs(cfg: Any, run_dir: Path) -> None:
+    """The run directory and, for the embedded model, the warm-start cache must be writable up front."""
+    from steerbench.runstore import ensure_writable
+
+    ensure_writable(run_dir, "--out")
+    if cfg.backend == "local" and not cfg.model.hf_path:
+        from steerbench.local.trainer import cache_dir
+
+        ensure_writable(cache_dir(cfg), "the warm-start cache (STEERBENCH_CACHE or warm_start.cache_dir)")
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path, console: Console) -> None:

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from steerbench.errors import UsageError
+from steerbench.runstore import ensure_writable
 
 ESTIMATORS_DEFAULT = "steer_release,steer_paper,softmax_full,cov,jvp"
 
@@ -123,6 +124,8 @@ def validate_omega_command(
     )
     from steerbench.analysis.validate import validate_subject, write_outputs
 
+    if out is not None:
+        ensure_writable(out, "--out")
     names = _parse_list(estimators, "estimators")
     sweep = _parse_list(lrs, "lrs", float) if lrs else []
     for x in [lr, *sweep]:

@@ -1,0 +1,144 @@
+"""The typed run config: every knob a user can set outside ``method``, with its type and allowed range.
+
+``RunSchema`` is registered with Hydra as the schema of ``experiments/config.yaml`` (its first default),
+so Hydra checks types while composing (``trainer.steps=abc`` is refused); ``check_ranges`` then checks
+every field's range and finiteness in one pass, before anything is written. The YAML files stay the
+presets; these dataclasses say what is allowed. Method knobs are typed by the methods' own dataclasses
+(the generated ``method`` group) and task knobs by the task dataclasses (``steerbench.local.tasks``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from steerbench.errors import UsageError
+
+SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed's limit
+
+
+@dataclass(frozen=True)
+class Range:
+    """lo ≤ x ≤ hi (or lo < x with ``lo_open``); None: unbounded. Floats must be finite."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+
+    def holds(self, x: float) -> bool:
+        if isinstance(x, float) and not math.isfinite(x):
+            return False
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return False
+        return self.hi is None or x <= self.hi
+
+    def __str__(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '≥'} {_fmt(self.lo)}")
+        if self.hi is not None:
+            parts.append(f"≤ {_fmt(self.hi)}")
+        return " and ".join(parts) or "a finite number"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def knob(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> Any:
+    """A dataclass field with a default and an allowed range (checked by ``check_ranges``)."""
+    return field(default=default, metadata={"range": Range(lo, hi, lo_open)})
+
+
+POSITIVE = {"lo": 0, "lo_open": True}
+
+
+@dataclass
+class TrainerConfig:
+    """The embedded GRPO trainer (and the batch shape every backend uses)."""
+
+    steps: int = knob(100, 1)  # RL steps (one rollout batch each)
+    seed: int = knob(0, 0, SEED_MAX)
+    prompts_per_step: int = knob(32, 1)  # distinct prompts per rollout batch
+    samples_per_prompt: int = knob(8, 1)  # n: GRPO group size
+    temperature: float = knob(1.0, **POSITIVE)  # sampling temperature; entropies are measured at it
+    ppo_epochs: int = knob(1, 1)  # passes over each rollout batch
+    minibatches: int = knob(4, 1)  # optimiser steps per pass; must divide the batch
+    lr: float = knob(3.0e-4, **POSITIVE)
+    weight_decay: float = knob(0.0, 0)
+    grad_clip: float = knob(1.0, **POSITIVE)
+    eval_every: int = knob(10, 1)  # steps between validation passes (and at the last step)
+    eval_prompts: int = knob(64, 1)  # held-out prompts for val/pass@1 and val/pass@k
+    pass_k: int = knob(8, 1)  # k of val/pass@k (k samples per validation prompt)
+    checkpoint_every: int = knob(10, 1)  # steps between atomic checkpoints (and at the last step)
+    threads: int = knob(0, 0, 4096)  # torch threads; 0 = torch's default
+    omega_every: int = knob(0, 0)  # Ω-validation statistics every K steps; 0 = off
+    omega_lr: float = knob(1.0e-3, **POSITIVE)  # SGD step size of that measurement
+    wandb: bool = False  # also log to Weights & Biases
+
+
+@dataclass
+class WarmStartConfig:
+    """The supervised warm start, cached by the hash of this block + model + task."""
+
+    steps: int = knob(300, 0)
+    lr: float = knob(3.0e-3, **POSITIVE)
+    batch_size: int = knob(128, 1)
+    seed: int = knob(0, 0, SEED_MAX)
+    cache_dir: str | None = None  # null: $STEERBENCH_CACHE, else ~/.cache/steerbench
+
+
+@dataclass
+class ModelSchema:
+    """The embedded policy's shape (``steerbench.local.model.ModelConfig`` checks the head size)."""
+
+    n_layer: int = knob(2, 1, 256)
+    n_head: int = knob(4, 1, 1024)
+    d_model: int = knob(128, 1, 65536)
+    max_seq_len: int = knob(64, 1, 1_000_000)
+    hf_path: str | None = None  # a local Hugging Face causal-LM directory instead of the tiny model
+
+
+@dataclass
+class RunSchema:
+    """The root config. method, scenario and task are typed by their groups; verl is the backend's own."""
+
+    backend: str = "local"
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    model: ModelSchema = field(default_factory=ModelSchema)
+    method: Any = None
+    scenario: Any = None
+    task: Any = None
+    verl: Any = None
+
+
+TYPED = {"trainer": TrainerConfig, "warm_start": WarmStartConfig, "model": ModelSchema}
+
+
+def check_keys(prefix: str, node: Any, schema: type) -> None:
+    """UsageError for a key the schema does not have (``+trainer.x=1`` gets past Hydra's struct mode)."""
+    fields = {f.name for f in dataclasses.fields(schema)}
+    unknown = sorted(str(k) for k in node.keys() if k not in fields)
+    if unknown:
+        raise UsageError(
+            f"unknown key {', '.join(prefix + k for k in unknown)}; valid keys: {', '.join(sorted(fields))}"
+        )
+
+
+def check_ranges(prefix: str, node: Any, schema: type) -> None:
+    """UsageError for the first field of ``node`` outside its range (key, value and the range)."""
+    for f in dataclasses.fields(schema):
+        rng = f.metadata.get("range")
+        value = node[f.name]
+        if rng is not None and value is not None and not rng.holds(value):
+            raise UsageError(f"{prefix}.{f.name}={value} is out of range; it must be {rng}")
+
+
+def check_finite(prefix: str, knobs: dict[str, Any]) -> None:
+    """UsageError for a NaN or infinite float among ``knobs`` (a method's or a task's)."""
+    for key, value in knobs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{prefix}.{key}={value} is not a finite number")
