@@ -186,7 +186,7 @@ def validate(cfg: DictConfig) -> None:
 def _validate_local(cfg: DictConfig) -> None:
     """The embedded backend's task knobs (typed by the task's dataclass) and model shape."""
     from steerbench.local.model import ModelConfig
-    from steerbench.local.tasks import TASKS, TOKENIZER, get_task
+    from steerbench.local.task_registry import TASKS, get_task
 
     params = to_dict(cfg.task)
     name = str(params.pop("name", ""))
@@ -213,7 +213,7 @@ def _validate_local(cfg: DictConfig) -> None:
     m = cfg.model
     try:
         ModelConfig(
-            vocab_size=TOKENIZER.vocab_size,
+            vocab_size=task.tokenizer.vocab_size,
             n_layer=m.n_layer,
             n_head=m.n_head,
             d_model=m.d_model,
