@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import torch
 
+from steerbench.methods.steer import omega_release
+
 PROB_CLAMP = (1e-8, 1.0 - 1e-8)  # the release's clamp on π_θ
-OLD_PROB_CLAMP = (1e-8, 1.0)  # the release's clamp on π_old
 
 
 @dataclass
@@ -81,20 +82,9 @@ class EstimatorInputs:
         return self.lr * weight * clip * ratio * self.advantages * self.mask
 
 
-def _release_omega(x: EstimatorInputs) -> torch.Tensor:
-    try:  # one source of truth: the method's own Ω helper
-        from steerbench.methods.steer import omega_release
-
-        return omega_release(x.advantages, x.entropy, x.old_log_prob, x.log_prob)
-    except ImportError:  # methods library not importable yet: the same arithmetic, locally
-        p = torch.exp(x.log_prob).clamp(*PROB_CLAMP)
-        p_old = torch.exp(x.old_log_prob).clamp(*OLD_PROB_CLAMP)
-        return x.advantages / p_old * p * (1 - p) * (torch.log(p) + x.entropy)
-
-
 def steer_release(x: EstimatorInputs) -> torch.Tensor:
     """−Ω_release = −(A/π_old)·π(1−π)(log π + H); non-finite → 0. Scale-free (no η, no 1/L)."""
-    omega = _release_omega(x)
+    omega = omega_release(x.advantages, x.entropy, x.old_log_prob, x.log_prob)  # the method's own Ω
     omega = torch.where(torch.isfinite(omega), omega, torch.zeros_like(omega))
     return -omega * x.mask
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ import yaml
 from steerbench import cell_launchers
 from steerbench.cell_launchers import CellResult
 from steerbench.errors import UsageError
+from steerbench.runstore import atomic_write_json
 
 GRID_KEYS = ("name", "description", "methods", "scenarios", "seeds", "steps", "overrides")
 MANIFEST = "grid.json"
@@ -338,10 +338,7 @@ def check_manifest(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], *, wri
             )
         return
     if write:
-        grid_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        atomic_write_json(path, new)
 
 
 def plan(spec: GridSpec, out: Path | str = DEFAULT_OUT) -> tuple[Path, list[Cell]]:

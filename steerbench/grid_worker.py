@@ -19,6 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from steerbench.runstore import atomic_write_json
+
 
 def _limit_threads(threads: int) -> None:
     """Give torch ``threads`` threads; the trainer keeps them (``trainer.threads: 0``)."""
@@ -76,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if payload.get("parent_pid"):
         _die_with_parent(int(payload["parent_pid"]))
     res = run_cell(payload)
-    out = cell_file.with_suffix(".result.json")
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res))
-    os.replace(tmp, out)
+    atomic_write_json(cell_file.with_suffix(".result.json"), res)
     return 0 if res["status"] == "done" else 1
 
 

@@ -6,7 +6,7 @@ linear warm-up over the first 5% of steps, then cosine decay to 10% of `lr`.
 
 Cache: `cache_dir/warmstart-<sha256[:16]>.pt`, keyed by the model config, the task name and knobs,
 steps, lr, batch size, seed and `CODE_VERSION` (bump it whenever this training recipe changes); written
-atomically (temp file + os.replace), so a grid warms up once and concurrent runs never read half a file.
+atomically (``runstore.atomic_torch_save``), so a grid warms up once and concurrent runs never read half a file.
 Deterministic: the same arguments give bit-identical weights (seeded locally; the caller's global RNG is
 left untouched).
 """
@@ -17,8 +17,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 from steerbench.errors import UsageError
 from steerbench.local.model import ModelConfig, TinyPolicy
 from steerbench.local.tasks import Task, task_params
+from steerbench.runstore import atomic_torch_save
 
 CODE_VERSION = "warmstart-v1"
 
@@ -134,13 +133,5 @@ def warm_start(
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval()
     model = _train(model_cfg, task, steps, lr, batch_size, seed, progress)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(model.state_dict(), f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(path, model.state_dict())
     return model
