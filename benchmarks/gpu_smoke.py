@@ -11,7 +11,7 @@ Stages (each asserts; the first failure stops the run with exit 1):
               no "gen_batch_size defaulted to 1" in the driver log (verl's sync trainer kept)
   3. resume   the same run to step 3: verl resumes from its step-2 checkpoint; rows 1, 2, 3
   4. others   one step each of kl, unlikeliness, clip_cov, while the time budget lasts
-  5. omega    one step with trainer.omega_every=1 (only with --omega: needs the in-training Ω wiring for verl)
+  5. omega    one step with trainer.omega_every=1: omega/<estimator>/pearson logged (skip with --no-omega)
 
 Runs go through the path users run: compose() → build_verl_launch(cfg, run_dir) → verl → import_verl_logs.
 ``--check`` does stage 0 and composes and validates every stage's command against verl's config (CPU is
@@ -158,6 +158,11 @@ def stage_resume(inputs, out: Path, extra: list[str], left: float) -> dict:
 def stage_one_step(inputs, out: Path, method: str, extra: list[str], left: float, *more: str) -> dict:
     rows, _ = train(run_config(inputs, method, 1, extra, *more), out / method, left)
     check(len(rows) == 1 and rows[0].get("grad/norm", 0.0) > 0.0, f"{method}: one step with grad norm > 0")
+    if "trainer.omega_every=1" in more:
+        check(
+            finite(rows[0], "omega/steer_release/pearson"),
+            "omega_every=1 logged no omega/steer_release/pearson",
+        )
     return {"grad_norm": rows[0]["grad/norm"]}
 
 
@@ -165,7 +170,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--check", action="store_true", help="build inputs and validate every command; no GPU")
-    ap.add_argument("--omega", action="store_true", help="also one step with trainer.omega_every=1")
+    ap.add_argument("--no-omega", action="store_true", help="skip the step with trainer.omega_every=1")
     ap.add_argument("--extra", action="append", default=[], help="raw verl override, repeatable")
     args = ap.parse_args()
     start = time.monotonic()
@@ -175,12 +180,11 @@ def main() -> int:
     plan: list[tuple[str, str, int, tuple[str, ...]]] = [
         ("steer", "steer", 2, ()),
         ("resume", "steer", 3, ()),
+        *([] if args.no_omega else [("omega", "steer", 1, ("trainer.omega_every=1",))]),
         ("kl", "kl", 1, ()),
         ("unlikeliness", "unlikeliness", 1, ()),
         ("clip_cov", "clip_cov", 1, ()),
     ]
-    if args.omega:
-        plan.append(("omega", "steer", 1, ("trainer.omega_every=1",)))
     if args.check:
         for name, method, steps, more in plan:
             cfg = run_config(inputs, method, steps, args.extra, *more)

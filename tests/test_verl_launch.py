@@ -214,3 +214,13 @@ def test_random_reward_refuses_overlapping_train_and_val_sources(tmp_path):
         )
     ok = launch_of(tmp_path, "grpo", scenario="random_reward", validate=False)
     assert "+reward.custom_reward_function.reward_kwargs.random_reward_sources=[math_dapo]" in ok.overrides
+
+
+def test_omega_every_reaches_verl_through_the_shimmed_trainer(tmp_path):
+    # grpo needs no shim by itself: only the in-training Ω measurement asks for steerbench's trainer
+    plain = launch_of(tmp_path, "grpo")
+    assert not any("steerbench_omega_every" in o for o in plain.overrides)
+    assert plain.entry_module == "verl.trainer.main_ppo"
+    measured = launch_of(tmp_path, "grpo", "trainer.omega_every=3")  # validated against verl's config
+    assert "+trainer.steerbench_omega_every=3" in measured.overrides
+    assert measured.entry_module == "steerbench.verl.main_ppo"

@@ -199,6 +199,7 @@ def compose_overrides(cfg: DictConfig, run_dir: Path, *, ray_hook_in_overrides: 
         loss_name,
         shim_needs,
     )
+    from steerbench.verl.omega import OMEGA_EVERY_KEY
 
     method = str(cfg.method.name)
     knobs = method_knobs(cfg)
@@ -250,6 +251,8 @@ def compose_overrides(cfg: DictConfig, run_dir: Path, *, ray_hook_in_overrides: 
         ordered += [f"++algorithm.steerbench.{k}={hydra_value(x)}" for k, x in own.items() if x is not None]
     if cfg.scenario.random_reward:
         ordered += random_reward_overrides(cfg, seed)
+    if t.omega_every:  # in-training Ω, measured by the shimmed trainer (steerbench/verl/omega.py)
+        ordered.append(f"+trainer.{OMEGA_EVERY_KEY}={int(t.omega_every)}")
     if ray_hook_in_overrides:
         ordered.append(f"+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={PLUGIN_HOOK}")
     ordered.extend(str(x) for x in v.overrides)
@@ -349,7 +352,11 @@ def build_verl_launch(
     from steerbench.verl.losses import shim_needs
 
     # scheduled knobs (pos_adv_reweight's λ) are updated between steps by the shimmed trainer
-    needs_shim = shim_needs(method, method_knobs(cfg)).any or REGISTRY[method].schedule is not None
+    needs_shim = (
+        shim_needs(method, method_knobs(cfg)).any
+        or REGISTRY[method].schedule is not None
+        or bool(cfg.trainer.omega_every)
+    )
     log_dir = out / "verl_logs"
     k = next_attempt(log_dir) if attempt is None else int(attempt)
     log_path = str((log_dir / f"attempt-{k:03d}.jsonl").absolute())
