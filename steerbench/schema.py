@@ -52,7 +52,9 @@ def knob(default: Any, lo: float | None = None, hi: float | None = None, *, lo_o
     return field(default=default, metadata={"range": Range(lo, hi, lo_open)})
 
 
-POSITIVE = {"lo": 0, "lo_open": True}
+def positive(default: float) -> Any:
+    """A knob that must be > 0."""
+    return knob(default, 0, lo_open=True)
 
 
 @dataclass
@@ -63,19 +65,19 @@ class TrainerConfig:
     seed: int = knob(0, 0, SEED_MAX)
     prompts_per_step: int = knob(32, 1)  # distinct prompts per rollout batch
     samples_per_prompt: int = knob(8, 1)  # n: GRPO group size
-    temperature: float = knob(1.0, **POSITIVE)  # sampling temperature; entropies are measured at it
+    temperature: float = positive(1.0)  # sampling temperature; entropies are measured at it
     ppo_epochs: int = knob(1, 1)  # passes over each rollout batch
     minibatches: int = knob(4, 1)  # optimiser steps per pass; must divide the batch
-    lr: float = knob(3.0e-4, **POSITIVE)
+    lr: float = positive(3.0e-4)
     weight_decay: float = knob(0.0, 0)
-    grad_clip: float = knob(1.0, **POSITIVE)
+    grad_clip: float = positive(1.0)
     eval_every: int = knob(10, 1)  # steps between validation passes (and at the last step)
     eval_prompts: int = knob(64, 1)  # held-out prompts for val/pass@1 and val/pass@k
     pass_k: int = knob(8, 1)  # k of val/pass@k (k samples per validation prompt)
     checkpoint_every: int = knob(10, 1)  # steps between atomic checkpoints (and at the last step)
     threads: int = knob(0, 0, 4096)  # torch threads; 0 = torch's default
     omega_every: int = knob(0, 0)  # Ω-validation statistics every K steps; 0 = off
-    omega_lr: float = knob(1.0e-3, **POSITIVE)  # SGD step size of that measurement
+    omega_lr: float = positive(1.0e-3)  # SGD step size of that measurement
     wandb: bool = False  # also log to Weights & Biases
 
 
@@ -84,7 +86,7 @@ class WarmStartConfig:
     """The supervised warm start, cached by the hash of this block + model + task."""
 
     steps: int = knob(300, 0)
-    lr: float = knob(3.0e-3, **POSITIVE)
+    lr: float = positive(3.0e-3)
     batch_size: int = knob(128, 1)
     seed: int = knob(0, 0, SEED_MAX)
     cache_dir: str | None = None  # null: $STEERBENCH_CACHE, else ~/.cache/steerbench

@@ -49,7 +49,10 @@ BAD = [
     (["task=countdown", "task.n_numbers=9"], "countdown: n_numbers must be in 2..4"),
     # unknown keys: named, with the valid ones listed (not Hydra's "+method.typo" hint)
     (["method.typo=1"], "unknown key 'method.typo'; valid keys of method: clip_c, clip_high, clip_low,"),
-    (["method=steer", "method.lamda_min=0.5"], "valid keys of method: clip_c, clip_high, clip_low, entropy, group,"),
+    (
+        ["method=steer", "method.lamda_min=0.5"],
+        "valid keys of method: clip_c, clip_high, clip_low, entropy, group,",
+    ),
     (["trainer.lrr=1"], "unknown key 'trainer.lrr'; valid keys of trainer: checkpoint_every,"),
     (["trainr.steps=1"], "unknown key 'trainr.steps'; valid keys: backend, method, model,"),
     (["+trainer.x=1"], "unknown key trainer.x; valid keys: checkpoint_every,"),

@@ -73,7 +73,9 @@ class Problem:
 
 class Task(Protocol):
     name: str
-    tokenizer: Tokenizer  # ids ↔ text; the model's vocabulary is its vocab_size
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...  # ids ↔ text; the model's vocabulary is its vocab_size
 
     @property
     def prompt_len(self) -> int: ...

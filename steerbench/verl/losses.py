@@ -370,7 +370,7 @@ def entropy_needs_grad(config: Any) -> bool:
     if float(_cfg_get(config, "entropy_coeff", 0.0) or 0.0) != 0.0:
         return True
     loss_mode = str(_cfg_get(_cfg_get(config, "policy_loss"), "loss_mode", ""))
-    method = loss_mode[len(PREFIX) :] if loss_mode.startswith(PREFIX) else None
+    method = loss_mode[len(PREFIX) :] if loss_mode.startswith(PREFIX) else ""
     return method in REGISTRY and "current_grad" in entropy_sources(method)
 
 

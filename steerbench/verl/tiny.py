@@ -49,7 +49,7 @@ def build_tiny_qwen2(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out)
     vocab = ((len(tokenizer) + 63) // 64) * 64  # padded like real checkpoints
-    config = Qwen2Config(
+    config = Qwen2Config(  # type: ignore[call-arg]  # head_dim/torch_dtype pass through **kwargs
         vocab_size=vocab,
         hidden_size=heads * HEAD_DIM,
         intermediate_size=4 * heads * HEAD_DIM,
@@ -65,7 +65,7 @@ def build_tiny_qwen2(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 
         torch_dtype="bfloat16",
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]  # transformers types .to oddly
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
