@@ -81,6 +81,8 @@ def test_out_writes_tokens_summary_and_figures(
         (["--lr", "-1e-3"], "must be > 0"),
         (["--optimizer", "lion"], "optimizer"),
         (["--method", "nope"], "unknown method"),
+        (["--checkpoints", "foo"], "--checkpoints='foo' is unknown"),
+        (["--checkpoints", "all"], "--checkpoints all goes with --run DIR"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(

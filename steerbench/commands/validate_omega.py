@@ -145,6 +145,10 @@ def validate_omega_command(
         or (max_new_tokens is not None and max_new_tokens < 1)
     ):
         raise UsageError("--n-boot and --row-chunk must be ≥ 0; --max-new-tokens and --max-prompt-tokens ≥ 1")
+    if checkpoints not in ("latest", "all"):
+        raise UsageError(f"--checkpoints={checkpoints!r} is unknown; choose latest or all")
+    if checkpoints == "all" and run is None:
+        raise UsageError("--checkpoints all goes with --run DIR (a verl run's exports over training)")
     if rewards not in ("task", "random"):
         raise UsageError(f"--rewards={rewards!r} is unknown; choose task or random")
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
