@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
+
+from steerbench.analysis.inference import finite, paired_t
 
 ALPHA = 0.05  # significance level of each control's test
 STATISTICS = ("final_entropy", "passk_drift", "pass1_rise")
@@ -123,18 +124,16 @@ def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_test(diffs: np.ndarray) -> tuple[float, float, float, float]:
-    """(mean, 95% low, 95% high, two-sided p) of a one-sample t-test of mean(diffs) = 0; NaN if n < 2."""
-    d = np.asarray(diffs, dtype=float)
-    n = len(d)
-    mean = float(d.mean()) if n else math.nan
-    if n < 2:
-        return mean, math.nan, math.nan, math.nan
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    if se == 0:  # every seed moved by exactly the same amount
-        return mean, mean, mean, 0.0 if mean != 0 else 1.0
-    half = float(st.t.ppf(0.975, n - 1)) * se
-    p = 2 * float(st.t.sf(abs(mean) / se, n - 1))
-    return mean, mean - half, mean + half, p
+    """(mean, 95% low, 95% high, two-sided p) of a one-sample t-test of mean(diffs) = 0; NaN if n < 2.
+
+    compare's paired t (``inference.paired_t``), except that every seed moving by exactly the same
+    non-zero amount counts as a certain effect (p = 0) rather than an untestable one."""
+    d = finite(diffs)
+    mean = float(d.mean()) if len(d) else math.nan
+    p, low, high = paired_t(d)
+    if len(d) >= 2 and low == high == mean and mean != 0:
+        p = 0.0
+    return mean, low, high, p
 
 
 def evaluate_controls(frame: pd.DataFrame) -> list[dict[str, Any]]:
