@@ -84,15 +84,14 @@ def embedded_omega_metrics(cfg: DictConfig, task: Task, policy: nn.Module, step:
     from steerbench.config import method_knobs
     from steerbench.local.tasks import prompt_tensor, score
     from steerbench.local.trainer import EVAL_SEED
+    from steerbench.rewards import coin_flips
 
     t = cfg.trainer
     problems = task.sample_problems(t.prompts_per_step, torch.Generator().manual_seed(EVAL_SEED + step))
 
     def reward(prompts: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if cfg.scenario.random_reward:  # the same reward as the run's
-            return torch.bernoulli(
-                torch.full((len(responses),), 0.5), generator=torch.Generator().manual_seed(step)
-            )
+            return coin_flips(len(responses), torch.Generator().manual_seed(step))
         return score(task, [p for p in problems for _ in range(t.samples_per_prompt)], responses)
 
     return omega_step_metrics(

@@ -6,7 +6,7 @@ prompt, and scores sampled responses against those records:
 * :func:`task_source`     an embedded task: its prompts and exact verifier;
 * :func:`parquet_source`  a verl-format parquet file (``prompt`` = chat messages, ``reward_model.ground_truth``,
                           ``data_source``, ``extra_info``) through the model's own tokenizer and chat template,
-                          scored with the verl backend's math reward (``steerbench.verl.reward.compute_score``:
+                          scored with the verl backend's math reward (``steerbench.rewards.compute_score``:
                           +1 correct, −1 wrong);
 * :func:`random_id_source` random prompt ids and no verifier (a model without a tokenizer).
 
@@ -112,7 +112,7 @@ def parquet_source(
     max_prompt_tokens: int,
 ) -> PromptSource:
     """Prompts from a verl-format parquet file, rewarded by the verl backend's math reward."""
-    from steerbench.verl.reward import compute_score
+    from steerbench.rewards import compute_score
 
     try:
         import math_verify  # noqa: F401  the reward's symbolic comparison

@@ -28,7 +28,7 @@ from steerbench.analysis.render import (
     to_markdown,
 )
 from steerbench.analysis.runs import Runs, finished_only
-from steerbench.analysis.summary import STATS, run_stats, summarise
+from steerbench.analysis.summary import STATS, cell_summary, run_stats
 
 KEY_FIGURES = ("entropy_vs_step.png", "accuracy_vs_step.png")
 ARROW = {"final_entropy": "H", "final_pass1": "pass@1", "final_passk": "pass@k"}
@@ -241,7 +241,7 @@ def write_report(
     frame, left_out = (runs.frame, []) if include_partial else finished_only(runs.frame)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(frame)
+    summary = cell_summary(frame)
     per_run = run_stats(frame).sort_values("run", kind="mergesort")
     v = verdicts(per_run, runs.configs)
     _csv(summary, out / "summary.csv")

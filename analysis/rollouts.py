@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from steerbench.analysis.omega import RolloutBatch, _logits, response_stats
+from steerbench.rewards import coin_flips
 
 # prompts (B, P), responses (B, T), response_mask (B, T) → rewards (B,)
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -97,7 +98,7 @@ def _hf_generate(
 
 def coin_flip_rewards(generator: torch.Generator) -> RewardFn:
     def reward(prompts: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.randint(0, 2, (prompts.shape[0],), generator=generator).float()
+        return coin_flips(prompts.shape[0], generator)
 
     return reward
 

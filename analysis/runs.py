@@ -1,7 +1,7 @@
 """Find run stores and load them for ``steerbench compare``.
 
 A run store is a folder holding ``metrics.jsonl`` + ``config.yaml``, or ``summary.json``, written by
-either backend. Its identity (method, scenario, task, seed, variant, backend) is the one the runner wrote
+either backend. Its identity (method, scenario, task, seed, variant, backend) is the one steerbench.execute wrote
 into ``meta.json`` (``runstore.read_identity``); nothing here parses folder names. Its metrics come from
 the one metrics reader (``runstore.read_metrics``), whose damaged lines are counted, never dropped
 silently. ``load_runs`` returns a ``Runs``: the per-step frame, each run's resolved config and what could

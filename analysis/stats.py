@@ -98,7 +98,7 @@ def _group_sum(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return np.bincount(inverse, weights=values, minlength=len(uniq))
 
 
-def summarize(
+def agreement_stats(
     predicted: np.ndarray,
     measured: np.ndarray,
     sequence_id: np.ndarray,

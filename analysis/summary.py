@@ -112,7 +112,7 @@ def sort_cells(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[order].reset_index(drop=True)
 
 
-def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+def cell_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: ``n_seeds``, ``seeds``, ``initial_entropy_mean`` and ``<stat>_mean|_ci_low|_ci_high``
     for each statistic of ``STATS``; ``steps_to_half_n`` counts the seeds whose entropy halved at all."""
     per_run = run_stats(frame)

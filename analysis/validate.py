@@ -2,7 +2,7 @@
 
 ``validate`` runs :func:`steerbench.analysis.omega.measure_entropy_change` on every batch (each from
 the same starting policy), stacks the per-token results into one table and summarises each estimator
-with :func:`steerbench.analysis.stats.summarize`. ``write_outputs`` writes ``tokens.parquet``,
+with :func:`steerbench.analysis.stats.agreement_stats`. ``write_outputs`` writes ``tokens.parquet``,
 ``summary.json`` and the figures (``steerbench.analysis.omega_plots``).
 """
 
@@ -28,7 +28,7 @@ from steerbench.analysis.omega import (
     measure_entropy_change,
     quadrant_labels,
 )
-from steerbench.analysis.stats import json_safe, summarize
+from steerbench.analysis.stats import agreement_stats, json_safe
 from steerbench.runstore import atomic_write
 
 Progress = Callable[[str], None]
@@ -57,9 +57,11 @@ def step_frame(res: StepResult, batch_id: int, lr: float) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def summarize_frame(frame: pd.DataFrame, estimators: Sequence[str], n_boot: int, seed: int) -> dict[str, Any]:
+def estimator_agreement(
+    frame: pd.DataFrame, estimators: Sequence[str], n_boot: int, seed: int
+) -> dict[str, Any]:
     return {
-        name: summarize(
+        name: agreement_stats(
             frame[f"pred_{name}"].to_numpy(),
             frame["measured"].to_numpy(),
             frame["sequence"].to_numpy(),
@@ -134,7 +136,7 @@ def validate(
         return pd.concat(frames, ignore_index=True)
 
     frame = measure_all(lr)
-    report: dict[str, Any] = {"estimators": summarize_frame(frame, estimators, n_boot, seed)}
+    report: dict[str, Any] = {"estimators": estimator_agreement(frame, estimators, n_boot, seed)}
     sweep: dict[str, Any] = {}
     for x in lrs:
         f = frame if x == lr else measure_all(x)

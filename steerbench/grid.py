@@ -265,7 +265,7 @@ def _slug(text: str) -> str:
 def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
     """Every cell of the grid, its config composed and checked; raises UsageError before any launch."""
     from steerbench.config import compose
-    from steerbench.runner import run_dir_name
+    from steerbench.execute import run_dir_name
     from steerbench.runstore import variant_of
 
     fixed = [f"{k}={v[0]}" for k, v in sorted(spec.overrides.items()) if len(v) == 1]

@@ -2,7 +2,7 @@
 
 The cell JSON holds ``name``, ``run_dir``, ``overrides``, ``variant`` and ``threads``. The worker limits torch to
 ``threads`` threads (so ``--jobs`` processes do not oversubscribe the cores), composes the config and
-calls ``steerbench.runner.execute``, which locks the run folder (a second process on the same cell
+calls ``steerbench.execute.execute``, which locks the run folder (a second process on the same cell
 fails instead of writing the same files) and trains or resumes from the checkpoint.
 Exit code 0: done, 1: the run failed, 2: usage error (e.g. the folder holds a different config).
 A local worker also exits when its parent grid process dies, so a killed grid leaves no orphans.
@@ -56,7 +56,7 @@ def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
     _limit_threads(payload.get("threads", 1))
     try:
         from steerbench.config import compose
-        from steerbench.runner import execute
+        from steerbench.execute import execute
 
         overrides = list(payload["overrides"])
         execute(compose(overrides), run_dir, overrides=overrides, variant=payload.get("variant", ""))

@@ -6,7 +6,7 @@ metrics.jsonl one JSON object per step  checkpoints/latest.pt  model, optimiser,
 summary.json  final numbers for ``steerbench compare``; written before ``done``
 
 A run's identity (method, scenario, task, seed, variant, backend) is worked out once, by ``identity``,
-written into meta.json by the runner and read back with ``read_identity``; nothing parses folder names.
+written into meta.json by steerbench.execute and read back with ``read_identity``; nothing parses folder names.
 ``read_metrics`` is the one reader of metrics.jsonl: it keeps every intact row and reports damaged lines.
 """
 
@@ -61,7 +61,7 @@ def variant_of(swept: list[str] | tuple[str, ...]) -> str:
 
 
 def read_identity(run_dir: Path) -> dict[str, Any]:
-    """The identity the runner wrote into meta.json; for a store without one (written before identities,
+    """The identity steerbench.execute wrote into meta.json; for a store without one (written before identities,
     or whose meta.json is damaged), the identity of its config.yaml with variant "". {} if neither is readable.
     """
     run_dir = Path(run_dir)

@@ -1,4 +1,4 @@
-"""Run stores in the runner's format (config.yaml, meta.json with identity, metrics.jsonl, summary.json),
+"""Run stores in steerbench.execute's format (config.yaml, meta.json with identity, metrics.jsonl, summary.json),
 written by hand so that compare's numbers can be checked against independent computations."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def write_run(
     folder: str | None = None,
     cfg: dict | None = None,
 ) -> Path:
-    """A run store as the runner writes it; ``passk`` defaults to min(1, pass@1 + 0.2)."""
+    """A run store as steerbench.execute writes it; ``passk`` defaults to min(1, pass@1 + 0.2)."""
     run = root / (folder or f"run-{method}-{scenario}-{task}-{seed}-{variant or 'plain'}")
     run.mkdir(parents=True)
     cfg = cfg or config(method, scenario, task, seed, len(entropy))

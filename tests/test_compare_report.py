@@ -16,7 +16,7 @@ from steerbench.analysis.inference import bootstrap_interval
 from steerbench.analysis.plots import fit_cui
 from steerbench.analysis.report import write_report
 from steerbench.analysis.runs import load_runs
-from steerbench.analysis.summary import run_stats, steps_to_half, summarise
+from steerbench.analysis.summary import cell_summary, run_stats, steps_to_half
 from steerbench.errors import UsageError
 
 
@@ -47,7 +47,7 @@ def grid_of_runs(root: Path) -> dict[str, list[list[float]]]:
 
 def test_entropy_halving_step_is_the_first_step_at_half_the_start(tmp_path):
     write_run(tmp_path, "grpo", "standard", 0, halving_at_7())
-    summary = summarise(load_runs([tmp_path]).frame)
+    summary = cell_summary(load_runs([tmp_path]).frame)
     assert summary.loc[0, "steps_to_half_mean"] == 7
     assert summary.loc[0, "steps_to_half_n"] == 1
     assert np.isnan(steps_to_half([1, 2, 3], [1.0, 0.9, 0.8]))
@@ -82,7 +82,7 @@ def test_cell_intervals_are_the_seed_bootstrap_and_stay_in_range(tmp_path):
     finals = [0.31, 0.42, 0.37, 1.0]
     for seed, f in enumerate(finals):
         write_run(tmp_path, "steer", "standard", seed, [1.0, 0.9, 0.8], pass1={2: 0.1, 3: f})
-    row = summarise(load_runs([tmp_path]).frame).iloc[0]
+    row = cell_summary(load_runs([tmp_path]).frame).iloc[0]
     assert row["n_seeds"] == 4
     assert row["final_pass1_mean"] == pytest.approx(np.mean(finals))
     _, lo, hi, _ = bootstrap_interval(finals)  # itself checked against brute force in test_compare_stats
@@ -93,7 +93,7 @@ def test_cell_intervals_are_the_seed_bootstrap_and_stay_in_range(tmp_path):
 
 def test_single_seed_has_a_mean_but_no_interval(tmp_path):
     write_run(tmp_path, "grpo", "standard", 0, [1.0, 0.8], pass1={2: 0.4})
-    row = summarise(load_runs([tmp_path]).frame).iloc[0]
+    row = cell_summary(load_runs([tmp_path]).frame).iloc[0]
     assert row["final_pass1_mean"] == pytest.approx(0.4)
     assert np.isnan(row["final_pass1_ci_low"]) and np.isnan(row["final_pass1_ci_high"])
 
@@ -146,7 +146,7 @@ def test_summary_only_store_contributes_its_final_numbers(tmp_path):
     (run / "metrics.jsonl").unlink()
     summary = {"steps": 50, "final": {"entropy/mean": 0.7, "val/pass@1": 0.33}}
     (run / "summary.json").write_text(json.dumps(summary))
-    row = summarise(load_runs([tmp_path]).frame).iloc[0]
+    row = cell_summary(load_runs([tmp_path]).frame).iloc[0]
     assert (row["method"], row["task"]) == ("steer", "math")
     assert row["final_pass1_mean"] == pytest.approx(0.33)
     assert row["final_entropy_mean"] == pytest.approx(0.7)
@@ -266,7 +266,7 @@ def test_swept_cells_and_repeated_grids_are_kept_apart(tmp_path):
         write_run(tmp_path / "sweep", "steer", "standard", 0, [1.0, h], variant=f"trainer.lr={lr}")
     write_run(tmp_path / "a", "grpo", "standard", 0, [1.0, 0.8])
     write_run(tmp_path / "b", "grpo", "standard", 0, [1.0, 0.6])
-    summary = summarise(load_runs([tmp_path]).frame)
+    summary = cell_summary(load_runs([tmp_path]).frame)
     got = {(r["method"], r["variant"]): r["final_entropy_mean"] for _, r in summary.iterrows()}
     assert got == {
         ("grpo", "a"): pytest.approx(0.8),

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from steerbench.errors import UsageError
+from steerbench.rewards import compute_score, compute_score_with_acc
 from steerbench.verl.prepare import PrepareSpec, parse_task_args, prepare
-from steerbench.verl.reward import compute_score, compute_score_with_acc
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

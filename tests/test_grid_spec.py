@@ -83,6 +83,24 @@ def test_paper_preset_is_ten_methods_three_scenarios_three_seeds(tmp_path):
     }
 
 
+def test_paper_grpo_cells_train_exactly_as_the_controls_grpo_cells(tmp_path):
+    """The controls' and dose sweeps' grpo reference is the paper grid's grpo: the same composed config,
+    except the evaluation and Ω schedules, which never touch the trajectory (test_local_trainer)."""
+    from steerbench.config import compose, to_dict
+
+    def grpo_standard(preset: str) -> dict:
+        cell = next(
+            c for c in plan(build_spec(preset), tmp_path)[1] if c.name == "grpo__standard__countdown_tail__seed0"
+        )
+        cfg = to_dict(compose(list(cell.overrides)))
+        for key in ("eval_every", "omega_every"):
+            cfg["trainer"].pop(key)
+        return cfg
+
+    assert grpo_standard("paper") == grpo_standard("controls")
+    assert compose(list(plan(build_spec("paper"), tmp_path)[1][0].overrides)).trainer.omega_every > 0
+
+
 def test_smoke_preset_is_small():
     spec = build_spec("smoke")
     assert len(spec.methods) == 2 and len(spec.scenarios) == 1 and len(spec.seeds) == 1

@@ -3,7 +3,7 @@
 import pytest
 
 from steerbench.config import compose
-from steerbench.runner import execute
+from steerbench.execute import execute
 
 
 @pytest.mark.slow

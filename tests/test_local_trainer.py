@@ -13,7 +13,7 @@ import yaml
 from local_helpers import TINY, cli, metrics_without_timing
 
 from steerbench.config import compose
-from steerbench.runner import execute, run_dir_name
+from steerbench.execute import execute, run_dir_name
 
 
 def test_run_store_has_every_file_and_stable_metric_keys(tmp_path):

@@ -61,7 +61,7 @@ def test_the_local_trainer_hands_steer_the_rollout_entropy(tmp_path):
     from local_helpers import TINY
 
     from steerbench.config import compose
-    from steerbench.runner import execute
+    from steerbench.execute import execute
 
     # one mini-batch over two PPO epochs: the second is off-policy, yet STEER must still see π_old's
     # entropy, whose token mean the trainer logs as entropy/mean

@@ -83,6 +83,8 @@ def test_out_writes_tokens_summary_and_figures(
         (["--method", "nope"], "unknown method"),
         (["--checkpoints", "foo"], "--checkpoints='foo' is unknown"),
         (["--checkpoints", "all"], "--checkpoints all goes with --run DIR"),
+        (["--task", "nope"], "nope"),
+        (["--task", "countdown_tail", "--model", "x"], "--task chooses the embedded default policy's task"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(
@@ -90,6 +92,32 @@ def test_bad_flags_exit_2_with_a_clear_message(
 ) -> None:
     assert run_cli(argv, monkeypatch) == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_long_tail_task_populates_every_quadrant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ω on the 256-token suite: prompts, EOS and verifier come from the task's own tokenizer."""
+    from steerbench.local.task_registry import get_task
+
+    cfg = compose(["task=countdown_tail", "model.n_layer=1", "model.d_model=32", "model.n_head=2"])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(cfg, resolve=True)))
+    vocab = get_task("countdown_tail").tokenizer.vocab_size
+    assert vocab >= 256
+    torch.manual_seed(0)
+    m = cfg.model
+    model = TinyPolicy(ModelConfig(vocab, m.n_layer, m.n_head, m.d_model, m.max_seq_len))
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"step": 0, "model": model.state_dict()}, tmp_path / "checkpoints" / "latest.pt")
+    out = tmp_path / "omega"
+    argv = ["--run", str(tmp_path), *COMMON, "--batches", "2", "--estimators", "steer_release,jvp"]
+    assert run_cli([*argv, "--out", str(out), "--json"], monkeypatch) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["setup"]["task"] == "countdown_tail"
+    tokens = pd.read_parquet(out / "tokens.parquet")
+    # a random policy over 256 tokens puts low probability on its samples, of either advantage sign
+    assert tokens["quadrant"].nunique() == 4, tokens["quadrant"].value_counts()
+    assert report["estimators"]["jvp"]["pearson"] > 0.9
 
 
 def test_run_without_checkpoint_exits_2(

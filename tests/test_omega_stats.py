@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from steerbench.analysis.stats import bootstrap_ci, json_safe, point_stats, residual_quantiles, summarize
+from steerbench.analysis.stats import (
+    agreement_stats,
+    bootstrap_ci,
+    json_safe,
+    point_stats,
+    residual_quantiles,
+)
 
 
 @pytest.fixture
@@ -65,7 +71,7 @@ def test_summarize_levels_and_quadrants(pairs: tuple[np.ndarray, np.ndarray]) ->
     seq = np.arange(len(x)) // 10  # 30 sequences of 10 tokens
     bat = seq // 5  # 6 batches
     quad = np.where(x > 0, "A>0,high", "A<0,low")
-    rep = summarize(x, y, seq, bat, quad.tolist(), n_boot=20, seed=0)
+    rep = agreement_stats(x, y, seq, bat, quad.tolist(), n_boot=20, seed=0)
     assert set(rep["by_quadrant"]) == {"A>0,high", "A<0,low"}
     assert sum(q["n"] for q in rep["by_quadrant"].values()) == len(x)
     assert rep["levels"]["sequence"]["n"] == 30 and rep["levels"]["batch"]["n"] == 6

@@ -14,9 +14,9 @@ from local_helpers import TINY, cli, metrics_without_timing
 
 from steerbench.cell_launchers import payload
 from steerbench.config import compose, to_dict
+from steerbench.execute import execute, run_dir_name
 from steerbench.grid import build_spec, plan
 from steerbench.grid_worker import run_cell
-from steerbench.runner import execute, run_dir_name
 from steerbench.runstore import RunStore, read_identity, read_metrics
 
 

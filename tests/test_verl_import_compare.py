@@ -7,9 +7,9 @@ import pandas as pd
 from local_helpers import TINY
 
 from steerbench.analysis.runs import load_runs
-from steerbench.analysis.summary import summarise
+from steerbench.analysis.summary import cell_summary
 from steerbench.config import compose
-from steerbench.runner import execute
+from steerbench.execute import execute
 from steerbench.verl.importer import import_verl_logs
 
 # What verl logs, per steerbench metric (the inverse of the importer's mapping, written out by hand)
@@ -44,7 +44,7 @@ def test_imported_verl_logs_summarise_like_the_local_run(tmp_path):
     log.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert import_verl_logs(None, verl_run) == len(same_shape)
 
-    ours, theirs = (summarise(load_runs([tmp_path / name]).frame) for name in ("local", "verl"))
+    ours, theirs = (cell_summary(load_runs([tmp_path / name]).frame) for name in ("local", "verl"))
     numeric = [c for c in ours.columns if pd.api.types.is_numeric_dtype(ours[c]) and ours[c].notna().any()]
     for needed in (
         "final_entropy_mean",

@@ -157,7 +157,7 @@ def test_ray_launcher_waits_ships_its_paths_and_relays_metrics(tmp_path):
     assert launch.log_path == str(
         tmp_path / "run" / "verl_logs" / "attempt-000.jsonl"
     )  # relayed lines land here
-    assert "reward.custom_reward_function.path=pkg://steerbench.verl.reward" in launch.overrides
+    assert "reward.custom_reward_function.path=pkg://steerbench.rewards" in launch.overrides
     # what remains of this machine's paths: model, data, checkpoints, which must be on storage the cluster shares
     local = sorted(o.split("=")[0] for o in launch.overrides if str(tmp_path) in o)
     assert local == [

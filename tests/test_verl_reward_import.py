@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from steerbench.rewards import compute_score, compute_score_with_acc, extract_answer
 from steerbench.verl.importer import import_verl_logs, merge_attempts
-from steerbench.verl.reward import compute_score, compute_score_with_acc, extract_answer
 
 
 def shared_datasets() -> Path | None:

@@ -1,4 +1,4 @@
-"""`steerbench run --backend verl` and grids drive verl through runner.execute, like the local backend."""
+"""`steerbench run --backend verl` and grids drive verl through execute.execute, like the local backend."""
 
 import json
 
@@ -7,7 +7,7 @@ from local_helpers import cli
 
 from steerbench.config import compose
 from steerbench.errors import UsageError
-from steerbench.runner import execute
+from steerbench.execute import execute
 
 
 def verl_overrides(tmp_path, launcher="local"):

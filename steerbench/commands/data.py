@@ -22,7 +22,7 @@ def prepare_command(
         [], "--task-arg", help="Task parameter KEY=VALUE, repeatable (e.g. --task-arg digits=1)."
     ),
 ) -> None:
-    """Write an embedded task as verl-format parquet, scored by steerbench.verl.reward."""
+    """Write an embedded task as verl-format parquet, scored by steerbench.rewards."""
     from steerbench.verl.prepare import PrepareSpec, parse_task_args, prepare
 
     ensure_writable(out, "--out")

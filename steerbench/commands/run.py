@@ -88,7 +88,7 @@ def run_command(
 ) -> None:
     """Train one run: GRPO with an entropy intervention, on the embedded CPU testbed by default."""
     from steerbench.config import compose
-    from steerbench.runner import execute, run_dir_name
+    from steerbench.execute import execute, run_dir_name
 
     flags = dict(
         method=method,
@@ -113,7 +113,7 @@ def run_command(
     cfg = compose(all_overrides)
     run_dir = out / run_dir_name(cfg)
     if dry_run and cfg.backend == "verl":
-        from steerbench.verl.run import print_dry_run
+        from steerbench.verl.trainer import print_dry_run
 
         print_dry_run(cfg, run_dir, as_json)
         return

@@ -3,7 +3,7 @@
 Samples rollout batches from a policy, takes ONE real optimiser step per batch with the method's loss,
 re-measures the entropy at the same prefixes and compares with each estimator (steerbench.analysis).
 Policy sources (``steerbench.analysis.omega_policies``): the embedded default (warm-started tiny model on
-the default task); ``--run DIR``, an embedded run (``DIR/checkpoints/latest.pt`` + ``DIR/config.yaml``) or a
+the default task, or ``--task NAME``); ``--run DIR``, an embedded run (``DIR/checkpoints/latest.pt`` + ``DIR/config.yaml``) or a
 verl run (its ``checkpoints/global_step_<N>/actor/huggingface`` exports and its training data); or
 ``--model PATH``, a local Hugging Face causal LM with its own tokenizer and chat template, prompted from
 ``--data FILE.parquet`` (verl format) and scored with the verl backend's math reward. This module only
@@ -61,6 +61,12 @@ def validate_omega_command(
         None,
         "--data",
         help="verl-format parquet of prompts + ground truths (e.g. ../shared/datasets/math500.parquet).",
+    ),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="Embedded default policy only: the task it is warm-started on and prompted from "
+        "(add | countdown | countdown_tail | steps; default: the config's).",
     ),
     checkpoints: str = typer.Option(
         "latest", "--checkpoints", help="verl runs: latest, or all (one table and figure over training)."
@@ -145,6 +151,8 @@ def validate_omega_command(
         or (max_new_tokens is not None and max_new_tokens < 1)
     ):
         raise UsageError("--n-boot and --row-chunk must be ≥ 0; --max-new-tokens and --max-prompt-tokens ≥ 1")
+    if task is not None and (run is not None or model is not None):
+        raise UsageError("--task chooses the embedded default policy's task; a --run or --model brings its own")
     if checkpoints not in ("latest", "all"):
         raise UsageError(f"--checkpoints={checkpoints!r} is unknown; choose latest or all")
     if checkpoints == "all" and run is None:
@@ -156,7 +164,7 @@ def validate_omega_command(
     console = Console(stderr=True)
     from steerbench.config import compose
 
-    cfg = compose()
+    cfg = compose([f"task={task}"] if task is not None else [])  # an unknown task → exit 2
     if method is not None:
         _method_from(cfg, method)  # unknown method → exit 2 before loading anything
     opts = HFOptions(data, max_new_tokens, max_prompt_tokens)

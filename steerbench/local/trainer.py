@@ -37,6 +37,7 @@ from steerbench.local.task_registry import get_task
 from steerbench.local.tasks import TOKENIZER, Problem, Task, prompt_tensor, score
 from steerbench.local.warmstart import warm_start
 from steerbench.methods import PolicyBatch, compute_advantages, compute_policy_loss, get_method
+from steerbench.rewards import coin_flips
 from steerbench.runstore import RunStore, atomic_torch_save
 
 EVAL_SEED = 2_718_281  # held-out prompts are the same for every run and seed
@@ -135,7 +136,7 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
     correct = score(task, problems, rollout.responses)
     rewards = correct
     if cfg.scenario.random_reward:
-        rewards = torch.bernoulli(torch.full_like(correct, 0.5), generator=state.generator)
+        rewards = coin_flips(len(correct), state.generator)
     group_index = torch.arange(t.prompts_per_step).repeat_interleave(t.samples_per_prompt)
     mask = rollout.response_mask
 
@@ -280,7 +281,7 @@ def train(
     """Run (or resume) the whole RL loop; returns every metrics row of the run.
 
     ``step_metrics(cfg, task, policy, step)`` adds measurements every ``trainer.omega_every`` steps (the
-    runner passes the in-training Ω validation); it must leave the policy and every RNG untouched.
+    run executor passes the in-training Ω validation); it must leave the policy and every RNG untouched.
     """
     t = cfg.trainer
     if t.threads:  # 0 keeps torch's setting (a grid worker sets its share of the cores)

@@ -44,7 +44,7 @@ from steerbench.verl.hook import HOOK as PLUGIN_HOOK
 from steerbench.verl.relay import ENV_VAR as RELAY_ENV_VAR
 
 # verl's load_module imports "pkg://" paths by module name: resolved on the node that scores, not here
-REWARD_PATH = "pkg://steerbench.verl.reward"
+REWARD_PATH = "pkg://steerbench.rewards"
 REWARD_NAME = "compute_score_with_acc"
 LAUNCHERS = ("local", "ray", "slurm")
 # the `ray` console script of this environment (a venv's bin/ need not be on PATH)

@@ -3,7 +3,7 @@
 One row per problem, in the schema of the shared verl datasets (``gsm8k_test``, ``math500``, ...), so
 verl's ``RLHFDataset`` reads it unchanged::
 
-    data_source   "steerbench/<task>"           (selects the task's own verifier in steerbench.verl.reward)
+    data_source   "steerbench/<task>"           (selects the task's own verifier in steerbench.rewards)
     prompt        [{"content": ..., "role": "user"}]   asks for the answer in \\boxed{}
     ability       "arithmetic"
     reward_model  {"ground_truth": <a reference answer>, "style": "rule"}

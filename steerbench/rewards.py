@@ -1,4 +1,10 @@
-"""One verifiable math reward for every shared verl-format dataset (DAPO-Math-17k, AIME24/25, AMC23,
+"""Rewards shared by both backends and validate-omega: coin flips, and the math reward of verl-format data.
+
+:func:`coin_flips` is the ``random_reward`` scenario's reward wherever a generator drives the draws (the
+embedded trainer, in-training Ω, validate-omega). verl's reward workers are stateless, so there a coin
+flip is a hash of (seed, prompt index, response) instead (``random_reward_sources`` below).
+
+One verifiable math reward for every shared verl-format dataset (DAPO-Math-17k, AIME24/25, AMC23,
 MATH-500, Minerva, OlympiadBench, GSM8K, Omni-MATH), for verl's ``reward.custom_reward_function``.
 
 Extraction (on the response only): the last ``\\boxed{...}`` (balanced braces, also ``\\fbox``), else the
@@ -27,8 +33,16 @@ import logging
 import re
 from typing import Any
 
+import torch
+
 # math_verify warns on every call that its (signal-based) timeouts are off; that is deliberate here
 logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+def coin_flips(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n,) float32 fair 0/1 rewards drawn from ``generator``."""
+    return torch.bernoulli(torch.full((n,), 0.5), generator=generator)
+
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER = re.compile(r"Answer\s*:\s*", re.IGNORECASE)

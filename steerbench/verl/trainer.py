@@ -30,7 +30,7 @@ def train_verl(
     """Run verl to completion (locally, or through a blocking ``ray job submit``), then import its logs.
 
     The same contract as the local trainer's ``train``, so ``steerbench run`` and every grid launcher
-    drive both backends through ``runner.execute``. SLURM is the grid's job (one allocation per cell,
+    drive both backends through ``execute.execute``. SLURM is the grid's job (one allocation per cell,
     verl launched locally inside it), so ``verl.launcher=slurm`` is refused here.
     """
     from steerbench.verl.importer import import_verl_logs

@@ -30,7 +30,7 @@ def run_dir_name(cfg: DictConfig) -> str:
     return f"{ident['method']}__{ident['scenario']}__{ident['task']}__seed{ident['seed']}"
 
 
-def summarise(ident: dict[str, Any], rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+def run_summary(ident: dict[str, Any], rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     def first_and_last(key: str) -> tuple[Any, Any]:
         values = [r[key] for r in rows if r.get(key) is not None]
         return (values[0], values[-1]) if values else (None, None)
@@ -96,7 +96,7 @@ def _execute_locked(
         on_step = _also_log_to(wandb_run, on_step)
     try:
         if cfg.backend == "verl":
-            from steerbench.verl.run import train_verl
+            from steerbench.verl.trainer import train_verl
 
             rows = train_verl(cfg, store, on_step=on_step, on_warm_start=on_warm_start)
         else:
@@ -131,7 +131,7 @@ def _execute_locked(
     finally:
         if wandb_run is not None:
             wandb_run.finish()
-    summary = summarise(ident, rows, time.time() - started)
+    summary = run_summary(ident, rows, time.time() - started)
     atomic_write_json(store.summary_path, summary)
     store.write_meta("done", finished=time.time())
     return summary
