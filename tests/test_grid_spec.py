@@ -90,7 +90,9 @@ def test_paper_grpo_cells_train_exactly_as_the_controls_grpo_cells(tmp_path):
 
     def grpo_standard(preset: str) -> dict:
         cell = next(
-            c for c in plan(build_spec(preset), tmp_path)[1] if c.name == "grpo__standard__countdown_tail__seed0"
+            c
+            for c in plan(build_spec(preset), tmp_path)[1]
+            if c.name == "grpo__standard__countdown_tail__seed0"
         )
         cfg = to_dict(compose(list(cell.overrides)))
         for key in ("eval_every", "omega_every"):

@@ -152,7 +152,9 @@ def validate_omega_command(
     ):
         raise UsageError("--n-boot and --row-chunk must be ≥ 0; --max-new-tokens and --max-prompt-tokens ≥ 1")
     if task is not None and (run is not None or model is not None):
-        raise UsageError("--task chooses the embedded default policy's task; a --run or --model brings its own")
+        raise UsageError(
+            "--task chooses the embedded default policy's task; a --run or --model brings its own"
+        )
     if checkpoints not in ("latest", "all"):
         raise UsageError(f"--checkpoints={checkpoints!r} is unknown; choose latest or all")
     if checkpoints == "all" and run is None:
