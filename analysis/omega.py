@@ -28,7 +28,6 @@ from steerbench.analysis.estimators import ESTIMATORS, EstimatorInputs
 from steerbench.errors import UsageError
 
 OPTIMIZERS = ("sgd", "adam")
-QUADRANTS = ("A>0,high", "A>0,low", "A<0,high", "A<0,low")  # high: log π + H > 0 (surprisal below H)
 LossFn = Callable[[Any], torch.Tensor]  # PolicyBatch → scalar loss
 
 

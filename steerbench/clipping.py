@@ -16,18 +16,13 @@ composed values and never re-derives them.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import DictConfig, open_dict
 
-import steerbench.experiments as experiments
 from steerbench.errors import UsageError
 from steerbench.methods import get_method
 from steerbench.methods.surrogate import CLIP_KNOBS
-
-SCENARIO_DIR = Path(experiments.__file__).resolve().parent / "scenario"
 
 
 def explicit_method_knobs(overrides: Sequence[str]) -> set[str]:
@@ -63,12 +58,3 @@ def resolve_clipping(cfg: DictConfig, overrides: Sequence[str]) -> None:
     with open_dict(cfg):
         for knob, value in clipping.items():
             cfg.method[knob] = value
-
-
-def scenario_table() -> dict[str, dict[str, Any]]:
-    """Every scenario file's ``scenario`` block by name, for callers that take a scenario by name."""
-    table = {}
-    for path in sorted(SCENARIO_DIR.glob("*.yaml")):
-        block = yaml.safe_load(path.read_text())["scenario"]
-        table[block["name"]] = block
-    return table

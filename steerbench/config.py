@@ -12,8 +12,6 @@ the allowed range, raised before a caller writes anything.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -227,12 +225,3 @@ def _validate_local(cfg: DictConfig) -> None:
             f"model.max_seq_len={m.max_seq_len} is too short for task {name}: its prompts and responses "
             f"need {longest} positions"
         )
-
-
-def config_hash(node: Any) -> str:
-    """A stable short hash of a config node (dicts, dataclasses or DictConfigs)."""
-    if isinstance(node, DictConfig):
-        node = OmegaConf.to_container(node, resolve=True)
-    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-        node = dataclasses.asdict(node)
-    return hashlib.sha256(json.dumps(node, sort_keys=True, default=str).encode()).hexdigest()[:16]
