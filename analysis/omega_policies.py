@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from steerbench.analysis.omega_sources import PromptSource, parquet_source, random_id_source, task_source
+from steerbench.analysis.rollouts import SampleFn
 from steerbench.errors import UsageError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -30,6 +31,7 @@ class Subject:
     cfg: Any = None  # the run's composed config, for its method (None: the default config)
     step: int | None = None  # training step of a checkpoint
     extra: dict[str, Any] = field(default_factory=dict)
+    sample: SampleFn | None = None  # vLLM's rollouts (``--sampler vllm``); None: the policy's own sampling
 
 
 @dataclass
@@ -37,6 +39,7 @@ class HFOptions:
     data: Path | None = None
     max_new_tokens: int | None = None
     max_prompt_tokens: int = 1024
+    sampler: str = "generate"  # resolved by analysis.vllm_sampling.resolve_sampler: generate or vllm
 
 
 def resolve_device(device: str) -> torch.device:
@@ -66,6 +69,8 @@ def hf_subject(path: str | Path, opts: HFOptions, dtype: torch.dtype, device: to
     tokenizer = load_hf_tokenizer(path)
     eos = _eos_id(policy, tokenizer)
     if opts.data is None:
+        if opts.sampler == "vllm":
+            raise UsageError("--sampler vllm samples from the model's own prompts: pass --data FILE.parquet")
         if tokenizer is not None:
             raise UsageError(
                 f"--model {str(path)!r} has a tokenizer; pass --data FILE.parquet (verl format, e.g. "
@@ -85,7 +90,21 @@ def hf_subject(path: str | Path, opts: HFOptions, dtype: torch.dtype, device: to
         opts.data, tokenizer, int(pad), eos, opts.max_new_tokens or 512, opts.max_prompt_tokens
     )
     tok_name = type(tokenizer).__name__
-    return Subject(policy, source, {"source": "hf", "model": str(path), "tokenizer": tok_name})
+    return Subject(
+        policy,
+        source,
+        {"source": "hf", "model": str(path), "tokenizer": tok_name},
+        sample=_vllm_sample(path, dtype, int(pad)) if opts.sampler == "vllm" else None,
+    )
+
+
+def _vllm_sample(path: str | Path, dtype: torch.dtype, pad: int) -> SampleFn:
+    from steerbench.analysis.vllm_sampling import load_engine, vllm_generate
+
+    engine = load_engine(path, dtype)
+    return lambda prompts, max_new, temperature, eos, gen: vllm_generate(
+        engine, prompts, pad, max_new, temperature, eos, gen
+    )
 
 
 def _eos_id(policy: Any, tokenizer: Any) -> int | None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from steerbench.analysis.omega import RolloutBatch
-from steerbench.analysis.rollouts import RewardFn, coin_flip_rewards, make_batch
+from steerbench.analysis.rollouts import RewardFn, SampleFn, coin_flip_rewards, make_batch
 from steerbench.errors import UsageError
 
 Draw = Callable[[int, torch.Generator], tuple[torch.Tensor, list[Any]]]
@@ -164,6 +164,7 @@ def collect_batches(
     device: torch.device | str = "cpu",
     warn: Callable[[str], None] = lambda _msg: None,
     progress: Callable[[], None] = lambda: None,
+    sample: SampleFn | None = None,
 ) -> tuple[list[RolloutBatch], str]:
     """``batches`` rollout batches of ``prompts`` × ``group_size``, and how they were rewarded."""
     use_verifier = source.score is not None and not coin_flips
@@ -185,6 +186,7 @@ def collect_batches(
                     method,
                     generator,
                     knobs,
+                    sample,
                 )
             )
             progress()

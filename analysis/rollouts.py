@@ -21,6 +21,10 @@ from steerbench.rewards import coin_flips
 
 # prompts (B, P), responses (B, T), response_mask (B, T) → rewards (B,)
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (prompts, max_new_tokens, temperature, eos_id, generator) → (tokens (B, P+T), response_mask (B, T))
+SampleFn = Callable[
+    [torch.Tensor, int, float, "int | None", torch.Generator], tuple[torch.Tensor, torch.Tensor]
+]
 
 
 @torch.no_grad()
@@ -114,13 +118,18 @@ def make_batch(
     method: str,
     generator: torch.Generator,
     knobs: dict[str, Any] | None = None,
+    sample: SampleFn | None = None,
 ) -> RolloutBatch:
-    """Sample ``group_size`` responses per prompt and shape the advantages with the method's shaper."""
+    """Sample ``group_size`` responses per prompt (``sample``, else :func:`sample_responses` from ``model``)
+    and shape the advantages with the method's shaper."""
     from steerbench.methods import compute_advantages
 
     reps = prompts.repeat_interleave(group_size, 0)
     group_index = torch.arange(prompts.shape[0], device=prompts.device).repeat_interleave(group_size)
-    tokens, mask = sample_responses(model, reps, max_new_tokens, temperature, eos_id, generator)
+    if sample is None:
+        tokens, mask = sample_responses(model, reps, max_new_tokens, temperature, eos_id, generator)
+    else:
+        tokens, mask = sample(reps, max_new_tokens, temperature, eos_id, generator)
     P = prompts.shape[1]
     rewards = reward_fn(reps, tokens[:, P:], mask).float().to(tokens.device)
     old_log_prob = response_stats(model, tokens, P, temperature)[0]  # the unlikeliness shaper ranks by it

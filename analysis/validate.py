@@ -208,6 +208,7 @@ def validate_subject(
         device=device,
         warn=warn,
         progress=on_batch,
+        sample=subject.sample,
     )
     vocab = int(getattr(subject.policy, "vocab_size", 0) or 0)
     chunk = row_chunk or auto_row_chunk(rollouts, vocab, device)
@@ -219,6 +220,7 @@ def validate_subject(
         "group_size": group_size,
         "mean_reward": float(torch.cat([b.rewards for b in rollouts if b.rewards is not None]).mean()),
         "device": str(device),
+        "sampler": "vllm" if subject.sample is not None else "generate",
     }
     return validate(
         subject.policy,

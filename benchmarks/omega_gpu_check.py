@@ -8,7 +8,9 @@ then runs the real command on ``--device cuda`` three ways and checks each:
 1. float64, SGD lr 1e-3: ``jvp`` Pearson ≥ 0.99 (the exact first order, now through CUDA kernels);
 2. float32 at lr 1e-2 with ``--row-chunk 2`` (the memory-aware path): jvp Pearson ≥ 0.95 (float32 rounding
    of a random model's tiny ΔH costs a few points at lr 1e-3);
-3. bfloat16 weights (float32 statistics): runs and reports dtype bfloat16.
+3. bfloat16 weights (float32 statistics): runs and reports dtype bfloat16;
+4. when vLLM is installed, float32 with rollouts from vLLM (``--sampler vllm``): jvp Pearson ≥ 0.95.
+The first three sample with ``generate``.
 
 Prints wall time and peak GPU memory per run, and a Markdown block for ``benchmarks/RESULTS.md``.
 Exit 1 if a check fails, 2 without a GPU.
@@ -27,10 +29,20 @@ from pathlib import Path
 import torch
 
 RUNS = {
-    "float64": ["--dtype", "float64", "--lr", "1e-3"],
-    "float32 row-chunk 2": ["--dtype", "float32", "--lr", "1e-2", "--row-chunk", "2"],
-    "bfloat16": ["--dtype", "bfloat16", "--lr", "1e-2"],
+    "float64": ["--dtype", "float64", "--lr", "1e-3", "--sampler", "generate"],
+    "float32 row-chunk 2": [
+        "--dtype",
+        "float32",
+        "--lr",
+        "1e-2",
+        "--row-chunk",
+        "2",
+        "--sampler",
+        "generate",
+    ],
+    "bfloat16": ["--dtype", "bfloat16", "--lr", "1e-2", "--sampler", "generate"],
 }
+VLLM_RUN = {"float32 vLLM rollouts": ["--dtype", "float32", "--lr", "1e-2", "--sampler", "vllm"]}
 COMMON = [
     "--batches", "3", "--prompts", "4", "--group-size", "4",
     "--max-new-tokens", "64", "--max-prompt-tokens", "256", "--n-boot", "20", "--json",
@@ -69,8 +81,11 @@ def main() -> int:
 
     texts = [m["content"] for p in pd.read_parquet(args.data).prompt[:2000] for m in p]
     model = save_tiny_qwen2(Path(args.out) / "model", texts, layers=4, hidden=128, vocab_size=2000)
+    from steerbench.analysis.vllm_sampling import vllm_installed
+
+    runs = {**RUNS, **(VLLM_RUN if cuda and vllm_installed() else {})}
     rows, ok = [], True
-    for name, flags in RUNS.items():
+    for name, flags in runs.items():
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
@@ -81,6 +96,7 @@ def main() -> int:
         peak = f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if cuda else "n/a"
         s, jvp = report["setup"], report["estimators"]["jvp"]
         passed = s["device"].startswith(args.device) and s["tokens"] > 0
+        passed = passed and s["sampler"] == flags[flags.index("--sampler") + 1]
         if name != "bfloat16":
             floor = 0.99 if name == "float64" else 0.95
             passed = passed and jvp["pearson"] is not None and jvp["pearson"] >= floor

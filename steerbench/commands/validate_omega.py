@@ -105,6 +105,12 @@ def validate_omega_command(
         help="float32 (default), bfloat16 (memory; float32 statistics) or float64 (exact).",
     ),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu or cuda."),
+    sampler: str = typer.Option(
+        "auto",
+        "--sampler",
+        help="Rollouts of a Hugging Face model: generate (transformers) or vllm (GPU, when installed); "
+        "auto picks vllm on a GPU when it is installed.",
+    ),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0, "--seed", help="Seed of prompts, samples, rewards and the bootstrap."),
     rewards: str = typer.Option(
@@ -129,6 +135,7 @@ def validate_omega_command(
         run_subjects,
     )
     from steerbench.analysis.validate import validate_subject, write_outputs
+    from steerbench.analysis.vllm_sampling import resolve_sampler
 
     if out is not None:
         ensure_writable(out, "--out")
@@ -162,6 +169,9 @@ def validate_omega_command(
     if rewards not in ("task", "random"):
         raise UsageError(f"--rewards={rewards!r} is unknown; choose task or random")
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    if model is None and run is None and sampler == "vllm":
+        raise UsageError("--sampler vllm samples Hugging Face models: pass --model PATH or a verl --run DIR")
+    rollout_sampler = resolve_sampler(sampler, torch_device, torch_dtype)
 
     console = Console(stderr=True)
     from steerbench.config import compose
@@ -169,7 +179,7 @@ def validate_omega_command(
     cfg = compose([f"task={task}"] if task is not None else [])  # an unknown task → exit 2
     if method is not None:
         _method_from(cfg, method)  # unknown method → exit 2 before loading anything
-    opts = HFOptions(data, max_new_tokens, max_prompt_tokens)
+    opts = HFOptions(data, max_new_tokens, max_prompt_tokens, rollout_sampler)
     with Progress(console=console, transient=True) as bar:
         if model is not None:
             subjects = [hf_subject(model, opts, torch_dtype, torch_device)]
