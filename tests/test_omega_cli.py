@@ -162,7 +162,7 @@ def test_hf_causal_lm_runs_tokenizer_free(
         "--n-boot",
         "5",
     ]
-    assert run_cli([*argv, "--estimators", "jvp,softmax_full", "--lr", "0.1", "--json"], monkeypatch) == 0
+    assert run_cli([*argv, "--estimators", "jvp,softmax_full", "--lr", "0.01", "--json"], monkeypatch) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["setup"]["source"] == "hf" and report["setup"]["tokens"] > 0
     assert report["estimators"]["jvp"]["pearson"] > 0.9
