@@ -235,3 +235,29 @@ def test_unwritable_warm_start_cache_is_a_usage_error(tmp_path):
     blocker.write_text("")
     result = cli("run", "--out", str(tmp_path / "runs"), *TINY, f"warm_start.cache_dir={blocker / 'cache'}")
     assert result.returncode == 2 and "warm-start cache" in " ".join(result.stderr.split())
+
+
+def test_step_zero_evaluation_is_computed_once_per_warm_start_and_reused(tmp_path, monkeypatch):
+    """Cells that share a warm start and an evaluation setting share its step-0 numbers: the first run
+    computes them, the next reads them back, identical to what evaluate() gives; another setting recomputes."""
+    from steerbench.local import trainer
+
+    cache = tmp_path / "cache"
+    base = [*TINY, f"warm_start.cache_dir={cache}"]
+    execute(compose(base), tmp_path / "grpo")
+    (cached,) = cache.glob("evaluation-step0-*.json")
+    first = metrics_without_timing(tmp_path / "grpo")[0]
+    assert json.loads(cached.read_text()) == {k: v for k, v in first.items() if k != "step"}
+
+    steps_evaluated = []
+    evaluate = trainer.evaluate
+    monkeypatch.setattr(
+        trainer,
+        "evaluate",
+        lambda cfg, task, policy, step: steps_evaluated.append(step) or evaluate(cfg, task, policy, step),
+    )
+    execute(compose([*base, "method=kl"]), tmp_path / "kl")
+    assert 0 not in steps_evaluated and steps_evaluated == [2, 4]  # step 0 came from the cache
+    assert metrics_without_timing(tmp_path / "kl")[0] == first
+    execute(compose([*base, "trainer.eval_prompts=4"]), tmp_path / "fewer")
+    assert steps_evaluated[2] == 0 and len(list(cache.glob("evaluation-step0-*.json"))) == 2

@@ -158,12 +158,14 @@ def test_ray_launcher_waits_ships_its_paths_and_relays_metrics(tmp_path):
         tmp_path / "run" / "verl_logs" / "attempt-000.jsonl"
     )  # relayed lines land here
     assert "reward.custom_reward_function.path=pkg://steerbench.rewards" in launch.overrides
+    assert f"hydra.run.dir={tmp_path / 'run' / 'verl_hydra'}" in launch.overrides
     # what remains of this machine's paths: model, data, checkpoints, which must be on storage the cluster shares
     local = sorted(o.split("=")[0] for o in launch.overrides if str(tmp_path) in o)
     assert local == [
         "actor_rollout_ref.model.path",
         "data.train_files",
         "data.val_files",
+        "hydra.run.dir",
         "trainer.default_local_dir",
     ]
     assert not any("worker_process_setup_hook" in o for o in launch.overrides)

@@ -108,3 +108,5 @@ def test_real_main_ppo_runs_the_shimmed_task_runner_on_cpu_up_to_verls_gpu_check
     assert out.returncode != 0
     assert "SteerbenchTaskRunner" in log and "'trainer_mode': 'sync'" in log
     assert "Total available GPUs 0 is less than total desired GPUs 1" in log
+    # verl's composed config stays with the run (not in an outputs/ folder of the caller's directory)
+    assert (tmp_path / "run" / "verl_hydra" / ".hydra" / "config.yaml").is_file()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fcntl
+import hashlib
+import json
 import math
 import os
 import time
@@ -38,7 +40,7 @@ from steerbench.local.tasks import TOKENIZER, Problem, Task, prompt_tensor, scor
 from steerbench.local.warmstart import warm_start
 from steerbench.methods import PolicyBatch, compute_advantages, compute_policy_loss, get_method
 from steerbench.rewards import coin_flips
-from steerbench.runstore import RunStore, atomic_torch_save
+from steerbench.runstore import RunStore, atomic_torch_save, atomic_write_json
 
 EVAL_SEED = 2_718_281  # held-out prompts are the same for every run and seed
 
@@ -236,6 +238,40 @@ def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[
     }
 
 
+# what the numbers of a step-0 evaluation depend on besides the config: the code that samples and scores
+EVALUATION_CODE = ("sampler.py", "model.py", "tasks.py", "tail.py", "trainer.py")
+
+
+def warm_start_evaluation(cfg: DictConfig, task: Task, policy: nn.Module) -> dict[str, float]:
+    """:func:`evaluate` at step 0, cached beside the warm start.
+
+    Every cell of a grid with this seed, task, model and evaluation setting starts from the same warm start,
+    so its step-0 evaluation gives the same numbers: computed once, read back by the others (a `controls`
+    or `paper` grid evaluates 128 prompts × 64 samples, ≈ 6 CPU-s, per cell). The key holds everything
+    those numbers depend on, the thread count and the source of the code that samples and scores included.
+    """
+    if cfg.model.hf_path:  # a user's model: not ours to cache
+        return evaluate(cfg, task, policy, 0)
+    t = cfg.trainer
+    here = Path(__file__).resolve().parent
+    identity = {
+        "model": to_dict(cfg.model),
+        "warm_start": {k: v for k, v in to_dict(cfg.warm_start).items() if k != "cache_dir"},
+        "task": to_dict(cfg.task),
+        "evaluation": [EVAL_SEED, t.seed, t.eval_prompts, t.pass_k, t.temperature],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "code": [hashlib.sha256((here / name).read_bytes()).hexdigest() for name in EVALUATION_CODE],
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = cache_dir(cfg) / f"evaluation-step0-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    metrics = evaluate(cfg, task, policy, 0)
+    atomic_write_json(path, metrics)
+    return metrics
+
+
 def save_checkpoint(store: RunStore, state: TrainState) -> None:
     atomic_torch_save(
         store.checkpoint_path,
@@ -293,7 +329,7 @@ def train(
         load_checkpoint(store, state)
     store.truncate_metrics(state.step if state.step > 0 else -1)  # rows past the checkpoint are redone
     if state.step == 0:
-        first = {"step": 0, **evaluate(cfg, task, state.policy, 0)}
+        first = {"step": 0, **warm_start_evaluation(cfg, task, state.policy)}
         store.append_metrics(first)
         if on_step:
             on_step(first)

@@ -233,6 +233,7 @@ def compose_overrides(cfg: DictConfig, run_dir: Path, *, ray_hook_in_overrides: 
             "trainer.nnodes": int(v.nnodes),
             "trainer.total_training_steps": int(t.steps),
             "trainer.default_local_dir": str(run_dir / "checkpoints"),
+            "hydra.run.dir": str(run_dir / "verl_hydra"),  # verl's composed config, kept with the run
             "reward.custom_reward_function.path": REWARD_PATH,
             "reward.custom_reward_function.name": REWARD_NAME,
         }
