@@ -226,3 +226,13 @@ def test_omega_every_reaches_verl_through_the_shimmed_trainer(tmp_path):
     measured = launch_of(tmp_path, "grpo", "trainer.omega_every=3")  # validated against verl's config
     assert "+trainer.steerbench_omega_every=3" in measured.overrides
     assert measured.entry_module == "steerbench.verl.main_ppo"
+
+
+def test_the_paper_presets_omega_schedule_reaches_verl(tmp_path):
+    """`steerbench grid paper backend=verl …` logs in-training Ω like the embedded paper grid."""
+    from steerbench.grid import build_spec
+
+    every = build_spec("paper").overrides["trainer.omega_every"]
+    assert every == ["25"]
+    launch = launch_of(tmp_path, "steer", f"trainer.omega_every={every[0]}", validate=False)
+    assert "+trainer.steerbench_omega_every=25" in launch.overrides
