@@ -65,20 +65,34 @@ def omega_step_metrics(
     eos_id: int,
     seed: int,
     lr: float,
+    reference: nn.Module | None = None,
 ) -> dict[str, float]:
-    """``omega/<estimator>/{pearson,spearman,sign_agreement}`` of one SGD step at ``lr``."""
+    """``omega/<estimator>/{pearson,spearman,sign_agreement}`` of one SGD step at ``lr`` (``reference``:
+    the run's reference policy, for methods whose loss needs one)."""
     from steerbench.analysis.omega import measure_entropy_change
     from steerbench.analysis.rollouts import make_batch
 
     generator = torch.Generator().manual_seed(seed)
     batch = make_batch(
-        policy, prompts, group_size, max_new_tokens, temperature, eos_id, reward_fn, method, generator, knobs
+        policy,
+        prompts,
+        group_size,
+        max_new_tokens,
+        temperature,
+        eos_id,
+        reward_fn,
+        method,
+        generator,
+        knobs,
+        reference=reference,
     )
     result = measure_entropy_change(policy, batch, method, "sgd", lr, temperature, tuple(ESTIMATORS), knobs)
     return agreement_metrics(result.predicted, result.measured, result.response_mask)
 
 
-def embedded_omega_metrics(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[str, float]:
+def embedded_omega_metrics(
+    cfg: DictConfig, task: Task, policy: nn.Module, reference: nn.Module | None, step: int
+) -> dict[str, float]:
     """The embedded trainer's ``step_metrics`` hook: how well each Ω estimator predicts one real SGD
     step's entropy change, on a fresh batch of the run's task and reward."""
     from steerbench.config import method_knobs
@@ -106,6 +120,7 @@ def embedded_omega_metrics(cfg: DictConfig, task: Task, policy: nn.Module, step:
         eos_id=task.tokenizer.eos_id,
         seed=EVAL_SEED + 31 * step + t.seed,
         lr=t.omega_lr,
+        reference=reference,
     )
 
 

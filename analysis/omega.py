@@ -41,6 +41,7 @@ class RolloutBatch:
     advantages: torch.Tensor
     rewards: torch.Tensor | None = None  # (B,)
     group_index: torch.Tensor | None = None  # (B,)
+    ref_log_prob: torch.Tensor | None = None  # (B, T) the reference policy's, for methods that need one (kl)
 
     def __post_init__(self) -> None:
         B, total = self.tokens.shape
@@ -279,6 +280,7 @@ def measure_entropy_change(
         group_index=batch.group_index,
         rewards=None if batch.rewards is None else batch.rewards.to(stat),
         old_entropy=h0,  # π_old is the policy being stepped
+        ref_log_prob=None if batch.ref_log_prob is None else batch.ref_log_prob.to(stat),
     )
     loss = fn(pb)
     if not torch.isfinite(loss):

@@ -119,10 +119,14 @@ def make_batch(
     generator: torch.Generator,
     knobs: dict[str, Any] | None = None,
     sample: SampleFn | None = None,
+    reference: nn.Module | None = None,
 ) -> RolloutBatch:
     """Sample ``group_size`` responses per prompt (``sample``, else :func:`sample_responses` from ``model``)
-    and shape the advantages with the method's shaper."""
-    from steerbench.methods import compute_advantages
+    and shape the advantages with the method's shaper.
+
+    A method whose loss needs a reference policy's log-probs (kl) gets ``reference``'s; without one the
+    reference is ``model`` itself, as at the start of a run (the KL term and its gradient are then 0)."""
+    from steerbench.methods import compute_advantages, get_method
 
     reps = prompts.repeat_interleave(group_size, 0)
     group_index = torch.arange(prompts.shape[0], device=prompts.device).repeat_interleave(group_size)
@@ -136,8 +140,12 @@ def make_batch(
     adv = compute_advantages(
         method, rewards, group_index, mask, old_log_prob, **(knobs or {})
     )  # one typed config per method: shaper and loss share knobs
+    ref_log_prob = None
+    if "ref_log_prob" in get_method(method).needs:
+        ref_log_prob = response_stats(reference or model, tokens, P, temperature)[0]
     return RolloutBatch(
         tokens=tokens,
+        ref_log_prob=ref_log_prob,
         prompt_len=P,
         response_mask=mask,
         advantages=adv,

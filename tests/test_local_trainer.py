@@ -198,8 +198,9 @@ def test_wandb_logs_every_step_offline(tmp_path, monkeypatch):
     assert data.count(b"val/pass@1") * n_entropy == data.count(b"entropy/mean") * n_val
 
 
-def test_omega_every_logs_validation_without_changing_the_trajectory(tmp_path):
-    coins = [*TINY, "scenario=random_reward"]  # the tiny warm start solves nothing: coin flips give a signal
+@pytest.mark.parametrize("method", ["grpo", "kl"])  # kl: the measured step's loss needs the run's reference
+def test_omega_every_logs_validation_without_changing_the_trajectory(tmp_path, method):
+    coins = [*TINY, "scenario=random_reward", f"method={method}"]  # the tiny warm start solves nothing
     execute(compose(coins), tmp_path / "plain")
     execute(compose([*coins, "trainer.omega_every=2"]), tmp_path / "omega")
     plain, omega = metrics_without_timing(tmp_path / "plain"), metrics_without_timing(tmp_path / "omega")

@@ -52,6 +52,20 @@ def test_json_report_has_the_stable_schema(
     assert report["estimators"]["jvp"]["pearson"] > 0.9
 
 
+def test_a_method_with_a_reference_policy_is_measured_against_the_policy_itself(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kl's loss needs reference log-probs; a lone policy is its own reference (KL and its gradient 0 at
+    the step's start), so its one step is grpo's, and the exact estimator tracks it."""
+    argv = ["--run", str(run_dir), *COMMON, "--estimators", "jvp", "--json"]
+    assert run_cli([*argv, "--method", "kl"], monkeypatch) == 0
+    kl = json.loads(capsys.readouterr().out)
+    assert run_cli([*argv, "--method", "grpo"], monkeypatch) == 0
+    grpo = json.loads(capsys.readouterr().out)
+    assert kl["setup"]["method"] == "kl" and kl["estimators"]["jvp"]["pearson"] > 0.9
+    assert kl["setup"]["measured_abs_mean"] == pytest.approx(grpo["setup"]["measured_abs_mean"], rel=1e-5)
+
+
 def test_out_writes_tokens_summary_and_figures(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -304,7 +304,7 @@ def load_checkpoint(store: RunStore, state: TrainState) -> None:
     state.last_entropy = ckpt["last_entropy"]
 
 
-StepMetrics = Callable[[DictConfig, Task, nn.Module, int], dict[str, float]]
+StepMetrics = Callable[[DictConfig, Task, nn.Module, "nn.Module | None", int], dict[str, float]]
 
 
 def train(
@@ -316,7 +316,7 @@ def train(
 ) -> list[dict[str, Any]]:
     """Run (or resume) the whole RL loop; returns every metrics row of the run.
 
-    ``step_metrics(cfg, task, policy, step)`` adds measurements every ``trainer.omega_every`` steps (the
+    ``step_metrics(cfg, task, policy, reference, step)`` adds measurements every ``trainer.omega_every`` steps (the
     run executor passes the in-training Ω validation); it must leave the policy and every RNG untouched.
     """
     t = cfg.trainer
@@ -338,7 +338,7 @@ def train(
         if state.step % t.eval_every == 0 or state.step == t.steps:
             row.update(evaluate(cfg, task, state.policy, state.step))
         if step_metrics is not None and t.omega_every and state.step % t.omega_every == 0:
-            row.update(step_metrics(cfg, task, state.policy, state.step))
+            row.update(step_metrics(cfg, task, state.policy, state.reference, state.step))
         logged = {"step": state.step, **{k: _finite(v) for k, v in row.items()}}
         store.append_metrics(logged)
         if state.step % t.checkpoint_every == 0 or state.step == t.steps:
