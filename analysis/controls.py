@@ -2,7 +2,9 @@
 
 `steerbench grid controls` runs grpo, an entropy bonus and a KL penalty (knobs in
 `experiments/method/control_*.yaml`) under the standard scenario and under random rewards (`CONTROLS`
-lists the five claims). Each control
+lists the five claims). A treatment counts only at its control's dose (read from that file, checked against
+each run's config.yaml when compare has it): the `paper` grid's entropy bonus at its published α = 0.001
+is a method under test, not a positive control. Each control
 compares a per-run statistic of a treatment cell with a reference cell of the same task, paired by seed:
 
     d_s = stat(treatment, seed s) − stat(reference, seed s)        over the seeds both cells ran
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from steerbench.analysis.inference import finite, paired_t
 
@@ -43,6 +46,17 @@ class Control:
     treatment: tuple[str, str]  # (method, scenario)
     reference: tuple[str, str]  # (method, scenario)
     direction: int  # +1: treatment − reference > 0 expected; −1: < 0
+    config: str | None = None  # experiments/method/<config>.yaml: the treatment's dose
+
+
+def control_dose(config: str | None) -> dict[str, Any]:
+    """The knobs a control's method config sets on top of its method (``{}``: none required)."""
+    if config is None:
+        return {}
+    from steerbench.config import CONFIG_DIR
+
+    raw = yaml.safe_load((CONFIG_DIR / "method" / f"{config}.yaml").read_text())
+    return {f"method.{k}": v for k, v in raw.items() if k != "defaults"}
 
 
 CONTROLS = (
@@ -53,6 +67,7 @@ CONTROLS = (
         ("entropy_bonus", "standard"),
         ("grpo", "standard"),
         +1,
+        "control_entropy_bonus",
     ),
     Control(
         "kl",
@@ -61,6 +76,7 @@ CONTROLS = (
         ("kl", "standard"),
         ("grpo", "standard"),
         -1,
+        "control_kl",
     ),
     # the grid is a product, so the bonus and the KL also run under coin-flip rewards: their direction
     # does not depend on the reward, which makes two more controls
@@ -71,6 +87,7 @@ CONTROLS = (
         ("entropy_bonus", "random_reward"),
         ("grpo", "random_reward"),
         +1,
+        "control_entropy_bonus",
     ),
     Control(
         "kl_random_reward",
@@ -79,6 +96,7 @@ CONTROLS = (
         ("kl", "random_reward"),
         ("grpo", "random_reward"),
         -1,
+        "control_kl",
     ),
     Control(
         "random_reward",
@@ -136,14 +154,17 @@ def paired_test(diffs: np.ndarray) -> tuple[float, float, float, float]:
     return mean, low, high, p
 
 
-def evaluate_controls(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def evaluate_controls(
+    frame: pd.DataFrame, configs: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Every control whose treatment and reference cells are both in `frame`, per task (and variant:
-    runs of several grids are told apart by it), in `CONTROLS` order."""
+    runs of several grids are told apart by it), in `CONTROLS` order. With ``configs`` (run → flattened
+    config.yaml, as ``load_runs`` reads them) a treatment run counts only at the control's dose."""
     per_run = run_statistics(frame)
     out = []
     for (task, variant), runs in per_run.groupby(["task", "variant"], sort=True):
         for c in CONTROLS:
-            treat = _cell(runs, c.treatment)
+            treat = _cell(_at_dose(runs, c, configs), c.treatment)
             ref = _cell(runs, c.reference)
             if treat.empty or ref.empty:
                 continue
@@ -172,6 +193,14 @@ def evaluate_controls(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _at_dose(runs: pd.DataFrame, c: Control, configs: dict[str, dict[str, Any]] | None) -> pd.DataFrame:
+    dose = control_dose(c.config)
+    if configs is None or not dose:
+        return runs
+    at_dose = [all(configs.get(run, {}).get(k) == v for k, v in dose.items()) for run in runs["run"]]
+    return runs[at_dose]
 
 
 def _cell(runs: pd.DataFrame, cell: tuple[str, str]) -> pd.DataFrame:

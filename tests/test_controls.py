@@ -114,11 +114,18 @@ def test_only_controls_with_both_cells_are_reported_and_json_is_written(tmp_path
     assert write_controls([], tmp_path / "none") is None and not (tmp_path / "none").exists()
 
 
-def write_store(root, method: str, scenario: str, seed: int, rows: list[dict], suffix: str = "") -> None:
-    """A finished run store as the runner writes it (config.yaml, meta.json, metrics.jsonl)."""
+CONTROL_DOSE = {"entropy_bonus": {"alpha": 0.05}, "kl": {"beta": 0.05}}  # experiments/method/control_*.yaml
+
+
+def write_store(
+    root, method: str, scenario: str, seed: int, rows: list[dict], suffix: str = "", knobs: dict | None = None
+) -> None:
+    """A finished run store as steerbench.execute writes it (config.yaml, meta.json, metrics.jsonl), at the
+    control's dose unless ``knobs`` says otherwise."""
     run = root / f"{method}__{scenario}__t__seed{seed}{suffix}"
     run.mkdir(parents=True)
-    cfg = {"method": {"name": method}, "scenario": {"name": scenario}, "task": {"name": "t"}}
+    knobs = CONTROL_DOSE.get(method, {}) if knobs is None else knobs
+    cfg = {"method": {"name": method, **knobs}, "scenario": {"name": scenario}, "task": {"name": "t"}}
     (run / "config.yaml").write_text(json.dumps({**cfg, "trainer": {"seed": seed}}))
     (run / "meta.json").write_text(json.dumps({"status": "done"}))
     keep = ("step", "entropy/mean", "val/pass@k", "val/pass@1")
@@ -134,7 +141,7 @@ def test_compare_prints_controls_and_writes_controls_json_and_the_frontier(tmp_p
     for (method, scenario, seed), rows in f.groupby(["method", "scenario", "seed"]):
         write_store(tmp_path / "runs", method, scenario, seed, rows.to_dict("records"))
     dose = run_rows("entropy_bonus", "standard", 0, 2.0, (0.8, 0.7), (0.1, 0.25))
-    write_store(tmp_path / "runs", "entropy_bonus", "standard", 0, dose, suffix="__alpha=0.1")
+    write_store(tmp_path / "runs", "entropy_bonus", "standard", 0, dose, "__alpha=0.1", {"alpha": 0.1})
     proc = subprocess.run(
         [
             sys.executable,
@@ -163,3 +170,18 @@ def test_compare_prints_controls_and_writes_controls_json_and_the_frontier(tmp_p
     frontier = pd.read_csv(tmp_path / "r" / "frontier.csv")
     assert frontier[["method", "knob", "value"]].values.tolist() == [["entropy_bonus", "alpha", 0.1]]
     assert frontier["d_pass1"].iloc[0] == pytest.approx(-0.05)  # 0.25 vs grpo's 0.3
+
+
+def test_a_treatment_counts_only_at_its_controls_dose() -> None:
+    """The paper grid's entropy bonus at its published α is a method under test, not the positive control."""
+    from steerbench.analysis.controls import control_dose
+
+    assert control_dose("control_entropy_bonus") == {"method.alpha": 0.05}  # experiments/method/*.yaml
+    assert control_dose("control_kl") == {"method.beta": 0.05}
+    runs = frame([0.5, 0.52, 0.48], [0.05, 0.02, 0.04], [0.0, 0.01, -0.01])
+    at_published = {r: {"method.alpha": 0.001, "method.beta": 0.05} for r in runs["run"].unique()}
+    names = set(by_name(evaluate_controls(runs, at_published)))
+    assert "entropy_bonus" not in names and "entropy_bonus_random_reward" not in names
+    assert {"kl", "kl_random_reward", "random_reward"} <= names  # grpo cells need no dose
+    at_dose = {r: {"method.alpha": 0.05, "method.beta": 0.05} for r in runs["run"].unique()}
+    assert by_name(evaluate_controls(runs, at_dose)) == by_name(evaluate_controls(runs))
