@@ -2,7 +2,7 @@
 
 For runs whose variant is one swept knob (`alpha=0.05`, `method.beta=0.01`: a `dose_*` grid), each
 point is one method × knob value (seed mean): final entropy, final pass@1 and final pass@k. Relative to
-grpo of the same task and scenario (no variant):
+grpo of the same task and scenario (no variant), at the point's seeds (all of grpo's when none match):
 
     Δpass@1 = pass@1 − pass@1(grpo)     (what the knob costs, usually ≤ 0)
     Δpass@k = pass@k − pass@k(grpo)     (what it buys, the diversity grpo loses)
@@ -52,11 +52,12 @@ def frontier_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (task, scenario), runs in per_run.groupby(["task", "scenario"], sort=True):
         ref = runs[(runs["method"] == "grpo") & (runs["variant"] == "")]
-        g1, gk = ref["final_pass1"].mean(), ref["final_passk"].mean()
         for (method, variant), cell in runs.groupby(["method", "variant"], sort=True):
             knob = knob_of(variant)
             if knob is None:
                 continue
+            paired = ref[ref["seed"].isin(cell["seed"])]  # a one-seed dose against grpo of that seed
+            g1, gk = (paired if len(paired) else ref)[["final_pass1", "final_passk"]].mean()
             p1, pk = cell["final_pass1"].mean(), cell["final_passk"].mean()
             d1, dk = p1 - g1, pk - gk
             rows.append(
