@@ -69,34 +69,44 @@ def omega_table(by_step: pd.DataFrame) -> pd.DataFrame:
 
 
 def omega_figure(by_step: pd.DataFrame, path: Path) -> bool:
-    """Pearson (left) and sign agreement (right) against step, one line per method, a row per estimator."""
+    """Pearson (left) and sign agreement (right) against step, a row per estimator: one colour per method,
+    one line style per scenario (and variant), one legend for the figure."""
     if by_step.empty:
         return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     estimators = sorted(by_step["estimator"].unique())
-    fig, axes = plt.subplots(len(estimators), 2, figsize=(10, 3.2 * len(estimators)), squeeze=False)
-    label = by_step["method"]
-    if "scenario" in by_step and by_step["scenario"].nunique() > 1:
-        label = label + " / " + by_step["scenario"]
-    if "variant" in by_step:
-        label = label.where(by_step["variant"] == "", label + " [" + by_step["variant"] + "]")
-    data = by_step.assign(label=label)
+    data = by_step.assign(
+        where=by_step.get("scenario", pd.Series("", index=by_step.index)).astype(str)
+        + by_step.get("variant", pd.Series("", index=by_step.index))
+        .astype(str)
+        .map(lambda v: f" [{v}]" if v else "")
+    )
+    methods = sorted(data["method"].unique())
+    wheres = sorted(data["where"].unique())
+    colour = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    style = {w: ("-", "--", ":", "-.")[i % 4] for i, w in enumerate(wheres)}
+    fig, axes = plt.subplots(len(estimators), 2, figsize=(10, 2.6 * len(estimators) + 1.2), squeeze=False)
     for row, name in zip(axes, estimators, strict=True):
         sub = data[data["estimator"] == name]
-        for lab, line in sub.groupby("label", sort=True):
+        for (method, where), line in sub.groupby(["method", "where"], sort=True):
             for ax, stat in zip(row, STATS, strict=True):
-                ax.plot(line["step"], line[stat], marker="o", ms=3, label=lab)
+                ax.plot(
+                    line["step"], line[stat], style[where], color=colour[method], marker="o", ms=2.5, lw=1
+                )
         for ax, stat, ref in zip(row, STATS, (0.0, 0.5), strict=True):
             ax.axhline(ref, color="grey", lw=0.8)
             ax.set_title(f"{name}: {stat.replace('_', ' ')}", fontsize=9)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
-        row[1].legend(fontsize=7)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=colour[m], lw=2, label=m) for m in methods]
+    handles += [Line2D([], [], color="black", ls=style[w], label=w) for w in wheres if len(wheres) > 1]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.9 / (2.6 * len(estimators) + 1.2), 1, 1))
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return True
