@@ -93,7 +93,7 @@ def frontier_figure(frame: pd.DataFrame, table: pd.DataFrame, path: Path) -> boo
             )
             for _, r in curve.iterrows():
                 ax.annotate(f"{r['value']:g}", (r["final_entropy"], r[col]), fontsize=7)
-        ref = per_run[(per_run["method"] == "grpo") & (per_run["variant"] == "")]
+        ref = _reference_runs(per_run, table)
         if not ref.empty:
             stat = "final_pass1" if col == "pass1" else "final_passk"
             ax.plot(ref["final_entropy"].mean(), ref[stat].mean(), "k*", markersize=12, label="grpo")
@@ -104,6 +104,20 @@ def frontier_figure(frame: pd.DataFrame, table: pd.DataFrame, path: Path) -> boo
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return True
+
+
+def _reference_runs(per_run: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """grpo's runs of the table's tasks and scenarios, at the dose points' seeds when it has them (the
+    star is the reference the deltas were taken against, not grpo of another scenario)."""
+    ref = per_run[
+        (per_run["method"] == "grpo")
+        & (per_run["variant"] == "")
+        & per_run["task"].isin(table["task"])
+        & per_run["scenario"].isin(table["scenario"])
+    ]
+    dosed = per_run[per_run["variant"].map(knob_of).notna()]
+    paired = ref[ref["seed"].isin(dosed["seed"])]
+    return paired if len(paired) else ref
 
 
 def write_frontier(frame: pd.DataFrame, out: Path) -> list[str]:

@@ -71,3 +71,17 @@ def test_write_frontier_writes_table_and_figure_only_for_swept_runs(tmp_path) ->
     assert len(pd.read_csv(tmp_path / "frontier.csv")) == 3
     plain = frame()
     assert write_frontier(plain[plain["variant"] == ""], tmp_path / "none") == []
+
+
+def test_the_figures_grpo_star_is_the_reference_of_the_deltas() -> None:
+    """grpo of the dose points' scenario and seeds: not grpo of another scenario (random_reward) mixed in."""
+    from steerbench.analysis.controls import run_statistics
+    from steerbench.analysis.frontier import _reference_runs
+
+    other = pd.DataFrame(run("grpo", "", 0, 2.0, 0.0, 0.0)).assign(scenario="random_reward", run="rr")
+    runs = run_statistics(pd.concat([frame(), other], ignore_index=True))
+    ref = _reference_runs(runs, frontier_table(pd.concat([frame(), other], ignore_index=True)))
+    assert set(ref["scenario"]) == {"standard"} and set(ref["seed"]) == {0, 1}
+    seed0 = run_statistics(pd.concat([frame()[frame()["seed"] == 0], other], ignore_index=True))
+    ref0 = _reference_runs(seed0, frontier_table(frame()[frame()["seed"] == 0]))
+    assert ref0["seed"].tolist() == [0] and ref0["final_pass1"].tolist() == [0.40]
