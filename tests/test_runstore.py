@@ -131,7 +131,8 @@ def test_a_grid_cell_records_its_sweep_as_the_variant(tmp_path):
 
 def test_a_second_run_on_a_locked_run_directory_exits_2_naming_the_holder(tmp_path):
     """Issue 12's second data loss: two `run`s on one directory interleaved their rows (2,0,3,1,...)."""
-    overrides = [*TINY, "trainer.steps=40"]
+    # long enough to outlast the second command's start-up (~2-3 s) even with warm caches: ~8 s of steps
+    overrides = [*TINY, "trainer.steps=200"]
     run_dir = tmp_path / run_dir_name(compose(overrides))
     first = subprocess.Popen(
         [sys.executable, "-m", "steerbench.cli", "run", "--out", str(tmp_path), *overrides],
@@ -149,7 +150,7 @@ def test_a_second_run_on_a_locked_run_directory_exits_2_naming_the_holder(tmp_pa
     assert f"being run by pid {first.pid} on host {socket.gethostname()}" in message
     assert "Traceback" not in second.stderr
     assert first.wait(timeout=600) == 0, first.stderr.read()
-    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl").rows] == list(range(41))
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl").rows] == list(range(201))
     # the lock dies with its holder: a later run on the finished directory is not refused
     assert cli("run", "--out", str(tmp_path), *overrides).returncode == 0
 
