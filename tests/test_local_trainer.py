@@ -262,3 +262,7 @@ def test_step_zero_evaluation_is_computed_once_per_warm_start_and_reused(tmp_pat
     assert metrics_without_timing(tmp_path / "kl")[0] == first
     execute(compose([*base, "trainer.eval_prompts=4"]), tmp_path / "fewer")
     assert steps_evaluated[2] == 0 and len(list(cache.glob("evaluation-step0-*.json"))) == 2
+    cached.write_bytes(b'{"val/pass@1": 0.')  # a damaged cache file is recomputed, not a traceback
+    execute(compose([*base, "method=clip_higher"]), tmp_path / "damaged")
+    assert metrics_without_timing(tmp_path / "damaged")[0] == first
+    assert json.loads(cached.read_text()) == {k: v for k, v in first.items() if k != "step"}

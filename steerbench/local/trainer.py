@@ -265,8 +265,10 @@ def warm_start_evaluation(cfg: DictConfig, task: Task, policy: nn.Module) -> dic
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_dir(cfg) / f"evaluation-step0-{key}.json"
-    if path.is_file():
+    try:
         return json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or damaged: the numbers are recomputed and the file rewritten
+        pass
     metrics = evaluate(cfg, task, policy, 0)
     atomic_write_json(path, metrics)
     return metrics
