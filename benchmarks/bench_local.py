@@ -55,7 +55,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rl-steps", type=int, default=6, help="timed RL steps (after one warm-up step)")
+    parser.add_argument(
+        "--rl-steps", type=int, default=6, help="timed RL steps (after one warm-up step); 0: sampling only"
+    )
     parser.add_argument(
         "--override", action="append", default=[], help="config override for the RL steps, repeatable"
     )
@@ -63,7 +65,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"host: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     bench_sampling(args)
-    bench_rl_steps(args)
+    if args.rl_steps:
+        bench_rl_steps(args)
 
 
 def bench_sampling(args: argparse.Namespace) -> None:

@@ -4,8 +4,8 @@
 
 One synthetic batch shaped like a long-response RL batch: log π_θ (a leaf with gradient), log π_old
 = log π_θ + N(0, 0.05²) clamped ≤ 0, group-normalised ±1 advantages broadcast over the response,
-random response lengths, entropy in (0, 3) nats (with gradient for methods that need it), a
-reference log-prob for KL. Every method runs with its registered defaults. Timing: the median of
+random response lengths, entropy in (0, 3) nats (with gradient for methods that need it) and π_old's
+sampling entropy beside it (STEER's default H), a reference log-prob for KL. Every method runs with its registered defaults. Timing: the median of
 `repeats` calls of `compute_policy_loss(...)` + `loss.backward()`, methods timed round-robin (one
 call of each per round) so a busy machine slows all alike. Prints seconds and the ratio to grpo.
 """
@@ -33,6 +33,7 @@ def synthetic_batch(batch: int, length: int, seed: int = 0) -> dict[str, torch.T
     mask = (torch.arange(length) < lengths[:, None]).float()
     advantages = ((rewards - 0.5) * 2)[:, None].expand(batch, length).contiguous()
     entropy = 3 * torch.rand(batch, length, generator=g)
+    old_entropy = (entropy + 0.05 * torch.randn(batch, length, generator=g)).clamp(min=0.0)
     ref = (log_prob + 0.1 * torch.randn(batch, length, generator=g)).clamp(max=0.0)
     return {
         "log_prob": log_prob,
@@ -40,6 +41,7 @@ def synthetic_batch(batch: int, length: int, seed: int = 0) -> dict[str, torch.T
         "advantages": advantages,
         "response_mask": mask,
         "entropy": entropy,
+        "old_entropy": old_entropy,
         "ref_log_prob": ref,
         "group_index": group_index,
         "rewards": rewards,
@@ -59,6 +61,7 @@ def loss_call(name: str, data: dict[str, torch.Tensor]):  # type: ignore[no-unty
         ref_log_prob=data["ref_log_prob"],
         group_index=data["group_index"],
         rewards=data["rewards"],
+        old_entropy=data["old_entropy"],
     )
 
     def run() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from steerbench.errors import UsageError
-from steerbench.local.model import ModelConfig, TinyPolicy
+from steerbench.local.model import ModelConfig, TinyPolicy, apply_rope, rope_tables
 
 
 def make_model(seed: int = 0, **kw: int) -> TinyPolicy:
@@ -60,3 +60,20 @@ def test_sequence_longer_than_max_seq_len_is_a_usage_error() -> None:
 def test_head_size_must_divide_d_model() -> None:
     with pytest.raises(UsageError, match="divisible"):
         ModelConfig(vocab_size=8, d_model=100, n_head=3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rope_rotates_each_even_odd_pair_bit_for_bit_like_the_real_formula(dtype: torch.dtype) -> None:
+    """The complex-multiply RoPE equals the textbook real form (x₁cos − x₂sin, x₁sin + x₂cos) exactly,
+    so switching forms changed no run's numbers; and a rotation keeps each pair's norm."""
+    cfg = ModelConfig(vocab_size=8, max_seq_len=12)
+    cos, sin = (table.to(dtype) for table in rope_tables(cfg))
+    x = torch.randn(3, 4, 12, 32, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    textbook = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    rotated = apply_rope(x, torch.complex(cos, sin))
+    assert rotated.dtype == dtype and torch.equal(rotated, textbook)
+    pair_norm = lambda t: t.unflatten(-1, (-1, 2)).norm(dim=-1)  # noqa: E731
+    torch.testing.assert_close(pair_norm(rotated), pair_norm(x))
+    # position 0 is the identity rotation
+    assert torch.equal(rotated[:, :, 0], x[:, :, 0])

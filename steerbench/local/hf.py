@@ -9,14 +9,16 @@ import torch
 from torch import nn
 
 from steerbench.errors import UsageError
+from steerbench.local.llama import GrowingKVCache, llama_forward, native_supported
 
 
 class HFPolicy(nn.Module):
     """Wraps a transformers causal LM: `forward(tokens, kv_cache=None, start_pos=0) -> logits`, float32
     (float64 for a float64 model, so exactness checks stay exact).
 
-    The KV cache is transformers' own `DynamicCache`, which grows in place; `start_pos` is implied by its
-    length and accepted only so the sampler can call both model kinds the same way.
+    Llama-family models (`steerbench.local.llama.native_supported`: Llama, Qwen2) run a native forward on
+    the same weights with a preallocated, growing KV cache; others run transformers' forward with its own
+    `DynamicCache`, whose length implies `start_pos` (accepted so the sampler calls every model alike).
 
     With ``pad_id`` set, rows may be LEFT-padded with it (prompts of different lengths in one batch):
     a full forward masks each row's leading pads out of attention and numbers positions from its first
@@ -28,24 +30,32 @@ class HFPolicy(nn.Module):
         self.lm = lm
         self.vocab_size = int(lm.config.vocab_size)
         self.pad_id = pad_id
+        self.native = native_supported(lm.config)
 
     def new_kv_cache(self, batch_size: int) -> Any:
+        if self.native:
+            return GrowingKVCache(len(self.lm.model.layers))
         from transformers import DynamicCache
 
         return DynamicCache()
 
     def forward(self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor:
-        if self.pad_id is not None and kv_cache is None:
-            attention = left_pad_attention(tokens, self.pad_id)
-            out = self.lm(
+        padded = self.pad_id is not None and kv_cache is None
+        attention = left_pad_attention(tokens, self.pad_id) if padded else None  # type: ignore[arg-type]
+        if self.native:
+            key_valid = None if attention is None else attention.bool()
+            logits = llama_forward(self.lm, tokens, kv_cache, start_pos, key_valid)
+        elif attention is not None:
+            logits = self.lm(
                 input_ids=tokens,
                 attention_mask=attention,
                 position_ids=(attention.cumsum(1) - 1).clamp_min(0),
                 use_cache=False,
-            )
+            ).logits
         else:
-            out = self.lm(input_ids=tokens, past_key_values=kv_cache, use_cache=kv_cache is not None)
-        logits = out.logits
+            logits = self.lm(
+                input_ids=tokens, past_key_values=kv_cache, use_cache=kv_cache is not None
+            ).logits
         return logits if logits.dtype == torch.float64 else logits.float()  # float64 stays exact
 
 

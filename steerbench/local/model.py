@@ -57,10 +57,11 @@ def rope_tables(cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return angles.cos(), angles.sin()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each (even, odd) pair of x (B, H, L, D) by its position's angle; cos/sin are (L, D/2)."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate each (even, odd) pair of x (..., D) by its position's angle: the pair as a complex number
+    times e^{iθ} = cos θ + i sin θ, i.e. (x₁cos − x₂sin, x₁sin + x₂cos), bit for bit the real form's
+    products and sums in one kernel. `rotation` is complex, broadcastable to (..., D/2)."""
+    return torch.view_as_real(torch.view_as_complex(x.unflatten(-1, (-1, 2))) * rotation).flatten(-2)
 
 
 class Attention(nn.Module):
@@ -74,14 +75,14 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rotation: torch.Tensor,
         cache: tuple[torch.Tensor, torch.Tensor] | None,
         start_pos: int,
     ) -> torch.Tensor:
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x).view(B, L, 3, self.n_head, self.head_dim)
+        q, k = apply_rope(qkv[:, :, :2], rotation).permute(2, 0, 3, 1, 4)  # q and k in one rotation
+        v = qkv[:, :, 2].transpose(1, 2)
         end = start_pos + L
         if cache is not None:
             cache_k, cache_v = cache
@@ -112,8 +113,8 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x, cos, sin, cache, start_pos):  # type: ignore[no-untyped-def]
-        x = x + self.attn(self.ln1(x), cos, sin, cache, start_pos)
+    def forward(self, x, rotation, cache, start_pos):  # type: ignore[no-untyped-def]
+        x = x + self.attn(self.ln1(x), rotation, cache, start_pos)
         return x + self.mlp(self.ln2(x))
 
 
@@ -161,10 +162,12 @@ class TinyPolicy(nn.Module):
                 f"sequence of {start_pos + L} tokens exceeds max_seq_len={self.cfg.max_seq_len}; "
                 "raise model.max_seq_len or shorten the task's prompt/response"
             )
-        cos = self.rope_cos[start_pos : start_pos + L]
-        sin = self.rope_sin[start_pos : start_pos + L]
+        # (L, 1, 1, D/2): broadcast over (B, L, q|k, head, D/2); built from the real tables each call so a
+        # float64 copy of the model rotates in complex128
+        span = slice(start_pos, start_pos + L)
+        rotation = torch.complex(self.rope_cos[span], self.rope_sin[span])[:, None, None]
         x = self.embed(tokens)
         for i, block in enumerate(self.blocks):
             cache = None if kv_cache is None else (kv_cache.k[i], kv_cache.v[i])
-            x = block(x, cos, sin, cache, start_pos)
+            x = block(x, rotation, cache, start_pos)
         return F.linear(self.ln_f(x), self.embed.weight).float()
