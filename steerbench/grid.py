@@ -10,6 +10,7 @@ A grid comes from a YAML in ``experiments/grid/`` (or any path) and/or from flag
     overrides:                  # optional: fixed values, or sweeps (a list → one cell per value)
       trainer.lr: [1.0e-4, 3.0e-4]
       task: add
+    exclude: [steer/extreme]    # optional: METHOD/SCENARIO pairs the product leaves out
 
 Every cell's config is composed (``steerbench.config.compose``) before anything is launched, so a typo
 fails the whole grid with exit code 2 before any training. Cells live in ``<out>/<name>/<cell>/`` where
@@ -41,7 +42,7 @@ from steerbench.cell_launchers import CellResult
 from steerbench.errors import UsageError
 from steerbench.runstore import atomic_write_json
 
-GRID_KEYS = ("name", "description", "methods", "scenarios", "seeds", "steps", "overrides")
+GRID_KEYS = ("name", "description", "methods", "scenarios", "seeds", "steps", "overrides", "exclude")
 MANIFEST = "grid.json"
 DEFAULT_OUT = Path("runs")
 
@@ -57,11 +58,14 @@ class GridSpec:
     steps: int | None = None
     overrides: dict[str, list[str]] = field(default_factory=dict)
     description: str = ""
+    exclude: list[str] = field(default_factory=list)  # "method/scenario" pairs the product leaves out
 
     def record(self) -> dict[str, Any]:
         """The part of the spec that defines the cells (what grid.json compares)."""
         rec = asdict(self)
         rec.pop("description")
+        if not rec["exclude"]:  # absent, as in grids recorded before the key existed
+            rec.pop("exclude")
         rec["overrides"] = {k: list(v) for k, v in sorted(self.overrides.items())}
         return rec
 
@@ -202,6 +206,7 @@ def load_grid_yaml(path: Path) -> GridSpec:
         steps=_steps(raw.get("steps")),
         overrides={str(k): _str_list(f"override {k}", v) for k, v in overrides.items()},
         description=str(raw.get("description") or ""),
+        exclude=_str_list("exclude", raw.get("exclude")),
     )
     return spec
 
@@ -226,6 +231,7 @@ def build_spec(
     scenarios: str | None = None,
     seeds: str | None = None,
     steps: int | None = None,
+    exclude: str | None = None,
     overrides: Sequence[str] = (),
 ) -> GridSpec:
     """A GridSpec from an optional grid YAML/preset, with flags taking precedence."""
@@ -240,6 +246,8 @@ def build_spec(
         spec.seeds = _seeds(seeds)
     if steps is not None:
         spec.steps = _steps(steps)
+    if exclude is not None:
+        spec.exclude = _str_list("exclude", exclude)
     spec.overrides.update(parse_overrides(overrides))
     for reserved in ("method", "scenario", "trainer.seed", "trainer.steps"):
         if reserved in spec.overrides:
@@ -252,6 +260,13 @@ def build_spec(
         raise UsageError("the grid has no methods: give --methods a,b or a grid file with methods: [...]")
     if not spec.scenarios or not spec.seeds:
         raise UsageError("the grid is empty: it needs at least one scenario and one seed")
+    for pair in spec.exclude:
+        method, _, scenario = pair.partition("/")
+        if method not in spec.methods or scenario not in spec.scenarios:
+            raise UsageError(
+                f"grid exclude {pair!r} is not a METHOD/SCENARIO pair of the grid "
+                f"(methods: {', '.join(spec.methods)}; scenarios: {', '.join(spec.scenarios)})"
+            )
     return spec
 
 
@@ -275,6 +290,8 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
     for method, scenario, combo, seed in itertools.product(
         spec.methods, spec.scenarios, itertools.product(*[v for _, v in swept]), spec.seeds
     ):
+        if f"{method}/{scenario}" in spec.exclude:
+            continue
         overrides = [f"method={method}", f"scenario={scenario}", f"trainer.seed={seed}"]
         if spec.steps is not None:
             overrides.append(f"trainer.steps={spec.steps}")

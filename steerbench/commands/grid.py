@@ -23,6 +23,9 @@ def grid_command(
     scenarios: str = typer.Option(None, "--scenarios", help="Comma-separated scenarios (default: standard)."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (default: 0)."),
     steps: int = typer.Option(None, "--steps", help="trainer.steps for every cell."),
+    exclude: str = typer.Option(
+        None, "--exclude", help="Comma-separated METHOD/SCENARIO pairs to leave out ('' runs every pair)."
+    ),
     name: str = typer.Option(None, "--name", help="Grid folder name (default: the YAML's name, or 'grid')."),
     launcher: str = typer.Option("local", "--launcher", help="local | ray | slurm."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Cells running at once (local pool / Ray / array)."),
@@ -47,7 +50,14 @@ def grid_command(
     if bad:
         raise UsageError(f"unexpected argument {bad[0]!r}: give one grid file, then KEY=VALUE overrides")
     spec = build_spec(
-        grid_ref, name=name, methods=methods, scenarios=scenarios, seeds=seeds, steps=steps, overrides=args
+        grid_ref,
+        name=name,
+        methods=methods,
+        scenarios=scenarios,
+        seeds=seeds,
+        steps=steps,
+        exclude=exclude,
+        overrides=args,
     )
     grid_dir, cells = plan(spec, out)
     console = Console(stderr=as_json)
