@@ -103,6 +103,31 @@ def test_paper_grpo_cells_train_exactly_as_the_controls_grpo_cells(tmp_path):
     assert compose(list(plan(build_spec("paper"), tmp_path)[1][0].overrides)).trainer.omega_every > 0
 
 
+def test_controls_preset_runs_the_three_required_controls_and_exclude_brings_back_the_rest(tmp_path):
+    from steerbench.analysis.controls import CONTROLS
+
+    def pairs(cells) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
+        return {(c.method.removeprefix("control_"), c.scenario) for c in cells}
+
+    cells = plan(build_spec("controls"), tmp_path)[1]
+    assert len(cells) == 4 * 3 and {c.seed for c in cells} == {0, 1, 2}
+    covered = {c.name for c in CONTROLS if {c.treatment, c.reference} <= pairs(cells)}
+    assert covered == {"entropy_bonus", "kl", "random_reward"}
+    full = plan(build_spec("controls", name="controls_full", exclude=""), tmp_path)[1]
+    assert len(full) == 3 * 2 * 3
+    assert {c.name for c in CONTROLS if {c.treatment, c.reference} <= pairs(full)} == {
+        c.name for c in CONTROLS
+    }
+
+
+def test_grid_record_has_no_exclude_key_without_exclusions():
+    """Grids recorded before the key existed (grid.json without it) still resume."""
+    assert "exclude" not in GridSpec(name="g", methods=["grpo"]).record()
+    assert GridSpec(name="g", methods=["grpo"], exclude=["grpo/standard"]).record()["exclude"] == [
+        "grpo/standard"
+    ]
+
+
 def test_smoke_preset_is_small():
     spec = build_spec("smoke")
     assert len(spec.methods) == 2 and len(spec.scenarios) == 1 and len(spec.seeds) == 1
@@ -126,6 +151,8 @@ def test_flags_override_the_grid_file(tmp_path):
         ({"methods": "grpo", "seeds": "0,x"}, "integers"),
         ({"methods": "grpo,grpo"}, "twice"),
         ({"methods": "grpo", "overrides": ["method=steer"]}, "grid's own field"),
+        ({"methods": "grpo", "exclude": "grpo/extreme"}, "not a METHOD/SCENARIO pair"),
+        ({"methods": "grpo", "exclude": "grpo"}, "not a METHOD/SCENARIO pair"),
     ],
 )
 def test_bad_grids_fail_before_anything_runs(tmp_path, kwargs, match):
