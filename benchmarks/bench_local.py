@@ -8,8 +8,9 @@ Sampling:
 The same network on both sides: one randomly initialised Llama (transformers' `LlamaForCausalLM`) with
 the embedded default's width, depth, heads and char vocabulary (MLP width 4·d_model), sampled at
 temperature 1 with no early stop (no EOS), so every sampler produces exactly batch × new_tokens tokens:
-steerbench's KV-cache sampler driving it through the `model.hf_path` adapter (`HFPolicy`) against
-transformers' `generate`. Also printed, for reference: steerbench's sampler on its own default policy
+steerbench's KV-cache sampler driving it through the `model.hf_path` adapter (`HFPolicy`, whose native
+Llama forward is `steerbench.local.llama`) against transformers' `generate`; also the same sampler through
+transformers' own forward (what the adapter did before the native path). Also printed, for reference: steerbench's sampler on its own default policy
 (`TinyPolicy`, a different network: LayerNorm + GELU). Best-of-`repeats` tokens/s of each, timed in
 alternation so a busy machine slows all alike, and the ratios to `generate` (> 1: ours is faster);
 `--threads 1` (default) avoids intra-op thread stalls when other processes share the cores.
@@ -95,7 +96,9 @@ def bench_sampling(args: argparse.Namespace) -> None:
     ).eval()
     prompts = torch.randint(3, cfg.vocab_size, (args.batch, args.prompt_len))
     tokens = args.batch * args.new_tokens
-    adapter = HFPolicy(hf).eval()
+    adapter = HFPolicy(hf).eval()  # the native Llama forward (steerbench.local.llama)
+    through_transformers = HFPolicy(hf).eval()
+    through_transformers.native = False  # the same weights through transformers' forward and DynamicCache
 
     def run_ours(model: torch.nn.Module) -> Callable[[], None]:
         def run() -> None:
@@ -119,7 +122,12 @@ def bench_sampling(args: argparse.Namespace) -> None:
             pad_token_id=TOKENIZER.pad_id,
         )
 
-    fns = {"llama": run_ours(adapter), "hf": run_hf, "tiny": run_ours(ours)}
+    fns = {
+        "llama": run_ours(adapter),
+        "llama_tf": run_ours(through_transformers),
+        "hf": run_hf,
+        "tiny": run_ours(ours),
+    }
     with OtherLoad() as load:
         tps = best_tokens_per_s(fns, tokens, args.repeats)
     print(
@@ -128,6 +136,9 @@ def bench_sampling(args: argparse.Namespace) -> None:
     print(f"steerbench sampler, Llama (HFPolicy)  : {tps['llama']:10.0f} tokens/s")
     print(f"transformers generate, the same Llama  : {tps['hf']:10.0f} tokens/s")
     print(f"ratio steerbench / generate, same Llama: {tps['llama'] / tps['hf']:10.2f}")
+    print(
+        f"steerbench sampler, transformers forward: {tps['llama_tf']:8.0f} tokens/s (same Llama, not native)"
+    )
     print(f"steerbench sampler, TinyPolicy (ref.)  : {tps['tiny']:10.0f} tokens/s")
     print(describe(load.share))
 
