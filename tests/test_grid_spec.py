@@ -71,15 +71,15 @@ def test_dry_run_lists_the_full_product_with_sweeps(tmp_path):
     assert not (tmp_path / "grid").exists()  # a dry run writes nothing
 
 
-def test_paper_preset_is_ten_methods_three_scenarios_three_seeds(tmp_path):
+def test_paper_preset_is_ten_methods_three_scenarios_four_seeds(tmp_path):
     assert {"paper", "smoke"} <= set(preset_names())
     spec = build_spec("paper")
     grid_dir, cells = plan(spec, tmp_path)
     assert grid_dir == tmp_path.resolve() / "paper"
     assert spec.methods == PAPER_METHODS
-    assert len(cells) == 10 * 3 * 3
+    assert len(cells) == 10 * 3 * 4
     assert {(c.scenario, c.seed) for c in cells} == {
-        (s, k) for s in ("standard", "release", "extreme") for k in (0, 1, 2)
+        (s, k) for s in ("standard", "release", "extreme") for k in (0, 1, 2, 3)
     }
 
 
