@@ -40,8 +40,9 @@ class HFPolicy(nn.Module):
         return DynamicCache()
 
     def forward(self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor:
-        padded = self.pad_id is not None and kv_cache is None
-        attention = left_pad_attention(tokens, self.pad_id) if padded else None  # type: ignore[arg-type]
+        attention = None
+        if self.pad_id is not None and kv_cache is None:
+            attention = left_pad_attention(tokens, self.pad_id)
         if self.native:
             key_valid = None if attention is None else attention.bool()
             logits = llama_forward(self.lm, tokens, kv_cache, start_pos, key_valid)
