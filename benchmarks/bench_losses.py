@@ -6,8 +6,9 @@ One synthetic batch shaped like a long-response RL batch: log π_θ (a leaf with
 = log π_θ + N(0, 0.05²) clamped ≤ 0, group-normalised ±1 advantages broadcast over the response,
 random response lengths, entropy in (0, 3) nats (with gradient for methods that need it) and π_old's
 sampling entropy beside it (STEER's default H), a reference log-prob for KL. Every method runs with its
-registered defaults. Timing: the median of `repeats` calls of `compute_policy_loss(...)` + `loss.backward()`, methods timed round-robin (one
-call of each per round) so a busy machine slows all alike. Prints seconds and the ratio to grpo.
+registered defaults. Timing: the median of `repeats` calls of `compute_policy_loss(...)` +
+`loss.backward()`, methods timed round-robin (one call of each per round) so a busy machine slows all
+alike. Prints seconds and the ratio to grpo.
 """
 
 from __future__ import annotations
