@@ -13,14 +13,16 @@ locally, warm-started once by plain supervised training on `<bos>ab+cd=<sum><eos
 load that folder. Per step: 16 two-digit addition prompts × 8 samples, ≤ 4 new tokens, temperature 1,
 no top-k/top-p, stop at EOS; reward 1 iff the answer is right; group mean/std advantages; clipped
 surrogate ε = 0.2, β = 0, token-mean (TRL "dapo"); one AdamW step per rollout (lr 3e-4, wd 0, clip 1.0,
-constant); fp32; seed 0. steerbench drives the same model through its `model.hf_path` adapter.
+constant); fp32; seed 0. steerbench drives the same model through its `model.hf_path` adapter, twice:
+as configured by default, and with `trainer.share_prompts=true` (each group's prompt scored once).
 
-Each side runs in its own subprocess (fresh thread pools), the order alternating pair by pair. A side's
+Each side runs in its own subprocess (fresh thread pools), the order rotating pair by pair. A side's
 time per step is the wall time between consecutive optimiser steps; the first is dropped (warm-up).
-Printed: each side's pooled median, completion tokens per step, the ratio steerbench / TRL, and each
-side's share of a matmul peak measured in the same invocation (the best GFLOP/s of fp32 matmuls shaped
-like the model's at `--threads`), with the job's matmul FLOPs counted from the weights: sampling one
-forward per fed token, training three (forward + backward) per sequence token. The other processes'
+Printed: each side's pooled median, completion tokens per step, each steerbench side's ratio to TRL, and
+each side's share of a matmul peak measured in the same invocation (the best GFLOP/s of fp32 matmuls
+shaped like the model's at `--threads`), with the job's matmul FLOPs counted from the weights: sampling
+one forward per fed token, training three (forward + backward) per sequence token; beside it the share of
+the FLOPs a side executes (fewer with shared prompts: each group's prompt once). The other processes'
 CPU share during each child is printed; above 5% the absolute times are inflated (ratios less so).
 """
 
@@ -40,6 +42,7 @@ from machine import OtherLoad, describe
 
 SIZES = {"small": (128, 4, 4, 512), "large": (256, 6, 4, 1024)}  # d_model, layers, heads, ffn
 PROMPTS, SAMPLES, NEW_TOKENS, LR = 16, 8, 4, 3e-4
+SIDES = ("trl", "steerbench", "steerbench-shared")  # the last with trainer.share_prompts=true
 
 
 def chars():  # type: ignore[no-untyped-def]
@@ -170,7 +173,7 @@ def run_trl(model_dir: Path, steps: int) -> dict:
     return {"step_s": [b - a for a, b in zip(marks, marks[1:], strict=False)], "tokens": tokens[1:]}
 
 
-def run_steerbench(model_dir: Path, steps: int, threads: int) -> dict:
+def run_steerbench(model_dir: Path, steps: int, threads: int, share_prompts: bool) -> dict:
     from steerbench.config import compose
     from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
 
@@ -192,6 +195,7 @@ def run_steerbench(model_dir: Path, steps: int, threads: int) -> dict:
             "method.clip_low=0.2",
             "method.clip_high=0.2",
             "method.loss_agg_mode=token-mean",
+            f"trainer.share_prompts={share_prompts}",
         ]
     )
     torch.set_num_threads(threads)
@@ -217,13 +221,15 @@ def matmul_peak(d: int, ffn: int, rows: int) -> float:
     return best / 1e9
 
 
-def job_gflop(size: str, vocab: int, prompt_len: int, new_tokens: float) -> float:
-    """Matmul FLOPs of one step: 2·N per token forward (N: matmul weights incl. the LM head)."""
+def job_gflop(size: str, vocab: int, prompt_len: int, new_tokens: float, prompt_rows: int) -> float:
+    """Matmul FLOPs of one step: 2·N per token forward (N: matmul weights incl. the LM head), with the
+    prompt run for `prompt_rows` rows (every row: the job's FLOPs; one per distinct prompt: what
+    `trainer.share_prompts` executes)."""
     d, layers, _, ffn = SIZES[size]
     n = layers * (4 * d * d + 3 * d * ffn) + d * vocab
     rows = PROMPTS * SAMPLES
-    sample_tokens = rows * (prompt_len + new_tokens - 1)  # prefill, then one fed token per new token
-    train_tokens = rows * (prompt_len + new_tokens)
+    sample_tokens = prompt_rows * prompt_len + rows * (new_tokens - 1)  # prefill, then one token per step
+    train_tokens = prompt_rows * prompt_len + rows * new_tokens
     return 2 * n * (sample_tokens + 3 * train_tokens) / 1e9
 
 
@@ -237,7 +243,7 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--sft-steps", type=int, default=300)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_vs_trl"))
-    parser.add_argument("--side", choices=["trl", "steerbench"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -245,7 +251,7 @@ def main() -> None:
         result = (
             run_trl(args.model_dir, args.steps)
             if args.side == "trl"
-            else run_steerbench(args.model_dir, args.steps, args.threads)
+            else run_steerbench(args.model_dir, args.steps, args.threads, args.side == "steerbench-shared")
         )
         print(json.dumps(result))
         return
@@ -257,12 +263,10 @@ def main() -> None:
     params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
     d, _, _, ffn = SIZES[args.size]
     peak = matmul_peak(d, ffn, PROMPTS * SAMPLES * 11)
-    results: dict[str, dict[str, list[float]]] = {
-        s: {"step_s": [], "tokens": [], "other": []} for s in ("trl", "steerbench")
-    }
+    results: dict[str, dict[str, list[float]]] = {s: {"step_s": [], "tokens": [], "other": []} for s in SIDES}
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
     for pair in range(args.pairs):
-        for side in ("trl", "steerbench") if pair % 2 == 0 else ("steerbench", "trl"):
+        for side in SIDES[pair % 3 :] + SIDES[: pair % 3]:
             cmd = [sys.executable, __file__, "--side", side, "--model-dir", str(model_dir)]
             cmd += ["--steps", str(args.steps), "--threads", str(args.threads)]
             with OtherLoad() as load:
@@ -274,7 +278,7 @@ def main() -> None:
             results[side]["tokens"] += got["tokens"]
             results[side]["other"].append(load.share or 0.0)
             print(
-                f"pair {pair + 1} {side:10s}: median {statistics.median(got['step_s']):.3f} s/step, "
+                f"pair {pair + 1} {side:17s}: median {statistics.median(got['step_s']):.3f} s/step, "
                 f"{describe(load.share)}",
                 flush=True,
             )
@@ -287,13 +291,21 @@ def main() -> None:
     for side, r in results.items():
         med = medians[side] = statistics.median(r["step_s"])
         toks = statistics.mean(r["tokens"])
-        gflop = job_gflop(args.size, chars().vocab_size, 7, toks / (PROMPTS * SAMPLES))
-        print(
-            f"{side:10s}: {med:.3f} s/step median (min {min(r['step_s']):.3f}), {toks:.0f} completion "
-            f"tokens/step, {gflop:.2f} GFLOP/step, {100 * gflop / med / peak:.0f}% of the matmul peak, "
-            f"other processes {100 * max(r['other']):.0f}% CPU at most"
+        new_tokens = toks / (PROMPTS * SAMPLES)
+        gflop = job_gflop(args.size, chars().vocab_size, 7, new_tokens, PROMPTS * SAMPLES)
+        executed = (
+            job_gflop(args.size, chars().vocab_size, 7, new_tokens, PROMPTS)
+            if side == "steerbench-shared"
+            else gflop
         )
-    print(f"ratio steerbench / TRL: {medians['steerbench'] / medians['trl']:.2f} (target ≤ 0.5)")
+        print(
+            f"{side:17s}: {med:.3f} s/step median (min {min(r['step_s']):.3f}), {toks:.0f} completion "
+            f"tokens/step; the job's {gflop:.2f} GFLOP/step: {100 * gflop / med / peak:.0f}% of the matmul "
+            f"peak; executed {executed:.2f} GFLOP/step: {100 * executed / med / peak:.0f}%; other processes "
+            f"{100 * max(r['other']):.0f}% CPU at most"
+        )
+    for side in SIDES[1:]:
+        print(f"ratio {side} / TRL: {medians[side] / medians['trl']:.2f} (target ≤ 0.5)")
 
 
 if __name__ == "__main__":

@@ -63,8 +63,14 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
     assert a != c
 
 
-def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path):
-    overrides = [*TINY, "trainer.steps=16", "method=pos_adv_reweight"]
+@pytest.mark.parametrize("share_prompts", [False, True])
+def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, share_prompts):
+    overrides = [
+        *TINY,
+        "trainer.steps=16",
+        "method=pos_adv_reweight",
+        f"trainer.share_prompts={share_prompts}",
+    ]
     reference = tmp_path / "reference"
     execute(compose(overrides), reference)
     out = tmp_path / "killed"

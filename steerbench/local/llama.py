@@ -57,6 +57,20 @@ class GrowingKVCache:
         old_k[:, :, start:end], old_v[:, :, start:end] = k, v
         return old_k[:, :, :end], old_v[:, :, :end]
 
+    def take_rows(self, rows: torch.Tensor, length: int) -> GrowingKVCache:
+        """A cache of len(rows) sequences whose first `length` positions are those of `rows` here."""
+
+        def take(buffer: torch.Tensor | None) -> torch.Tensor | None:
+            if buffer is None:
+                return None
+            out = buffer.new_empty(len(rows), *buffer.shape[1:])
+            out[:, :, :length] = buffer[rows, :, :length]
+            return out
+
+        taken = GrowingKVCache(len(self.k))
+        taken.k, taken.v = [take(k) for k in self.k], [take(v) for v in self.v]
+        return taken
+
 
 def rms_norm(norm: Any, x: torch.Tensor) -> torch.Tensor:
     h = x.float()

@@ -3,9 +3,10 @@
 Pre-norm blocks (LayerNorm → causal self-attention with rotary position embeddings → residual,
 LayerNorm → GELU MLP of width 4·d_model → residual), tied input/output embeddings, float32 logits.
 
-Incremental decoding: `forward(tokens, kv_cache, start_pos)` writes the keys/values of `tokens` into a
-preallocated `KVCache` at positions `[start_pos, start_pos + L)` and attends over `[0, start_pos + L)`,
-so a prefill followed by one-token steps gives the same logits as one full forward (to float rounding).
+Incremental decoding: `forward(tokens, kv_cache, start_pos)` hands the keys/values of `tokens` (positions
+`[start_pos, start_pos + L)`) to the cache's `write(layer, k, v, start)` and attends over what it returns,
+`[0, start_pos + L)`: a preallocated `KVCache` when sampling, so a prefill followed by one-token steps gives
+the same logits as one full forward (to float rounding), or `SharedPrefix` when scoring (sampler.py).
 Everything is deterministic on CPU: no dropout unless configured, no non-deterministic kernels.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +50,23 @@ class KVCache:
     k: torch.Tensor
     v: torch.Tensor
 
+    def write(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k/v (B, H, L, D) at positions [start, start + L); return the keys/values of [0, start + L)."""
+        end = start + k.shape[2]
+        cache_k, cache_v = self.k[layer], self.v[layer]
+        cache_k[:, :, start:end] = k
+        cache_v[:, :, start:end] = v
+        return cache_k[:, :, :end], cache_v[:, :, :end]
+
+    def take_rows(self, rows: torch.Tensor, length: int) -> KVCache:
+        """A cache of len(rows) sequences whose first `length` positions are those of `rows` here."""
+        shape = (self.k.shape[0], len(rows), *self.k.shape[2:])
+        k, v = self.k.new_empty(shape), self.v.new_empty(shape)
+        k[:, :, :, :length], v[:, :, :, :length] = self.k[:, rows, :, :length], self.v[:, rows, :, :length]
+        return KVCache(k, v)
+
 
 def rope_tables(cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables (max_seq_len, head_dim/2): angle(pos, i) = pos · θ^(−2i/head_dim)."""
@@ -76,7 +95,8 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         rotation: torch.Tensor,
-        cache: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: Any,
+        layer: int,
         start_pos: int,
     ) -> torch.Tensor:
         B, L, D = x.shape
@@ -85,10 +105,7 @@ class Attention(nn.Module):
         v = qkv[:, :, 2].transpose(1, 2)
         end = start_pos + L
         if cache is not None:
-            cache_k, cache_v = cache
-            cache_k[:, :, start_pos:end] = k
-            cache_v[:, :, start_pos:end] = v
-            k, v = cache_k[:, :, :end], cache_v[:, :, :end]
+            k, v = cache.write(layer, k, v, start_pos)
         # query i sits at absolute position start_pos + i and may see keys at positions ≤ start_pos + i:
         # a plain causal mask from position 0, none for a single query, an explicit one otherwise
         if start_pos == 0 or L == 1:
@@ -113,8 +130,8 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x, rotation, cache, start_pos):  # type: ignore[no-untyped-def]
-        x = x + self.attn(self.ln1(x), rotation, cache, start_pos)
+    def forward(self, x, rotation, cache, layer, start_pos):  # type: ignore[no-untyped-def]
+        x = x + self.attn(self.ln1(x), rotation, cache, layer, start_pos)
         return x + self.mlp(self.ln2(x))
 
 
@@ -153,9 +170,7 @@ class TinyPolicy(nn.Module):
         shape = (cfg.n_layer, batch_size, cfg.n_head, cfg.max_seq_len, cfg.d_model // cfg.n_head)
         return KVCache(p.new_empty(shape), p.new_empty(shape))
 
-    def forward(
-        self, tokens: torch.Tensor, kv_cache: KVCache | None = None, start_pos: int = 0
-    ) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor:
         L = tokens.shape[1]
         if start_pos + L > self.cfg.max_seq_len:
             raise UsageError(
@@ -168,6 +183,5 @@ class TinyPolicy(nn.Module):
         rotation = torch.complex(self.rope_cos[span], self.rope_sin[span])[:, None, None]
         x = self.embed(tokens)
         for i, block in enumerate(self.blocks):
-            cache = None if kv_cache is None else (kv_cache.k[i], kv_cache.v[i])
-            x = block(x, rotation, cache, start_pos)
+            x = block(x, rotation, kv_cache, i, start_pos)
         return F.linear(self.ln_f(x), self.embed.weight).float()

@@ -7,7 +7,9 @@ Both functions report, per response token t,
 so the sampler's `old_log_prob`/`entropy` and `response_logprobs` on the same tokens agree to rounding.
 
 Works with any model exposing `forward(tokens, kv_cache, start_pos) -> logits` and `new_kv_cache(B)`
-(`TinyPolicy`, and Hugging Face models through `steerbench.local.hf.HFPolicy`).
+(`TinyPolicy`, and Hugging Face models through `steerbench.local.hf.HFPolicy`). The model hands each
+layer's keys/values to `kv_cache.write(layer, k, v, start)`, which is how `SharedPrefix` scores a GRPO
+group's prompt once; a cache with `take_rows` lets the sampler prefill each distinct prompt once.
 """
 
 from __future__ import annotations
@@ -79,8 +81,7 @@ def sample(
     """
     _check_temperature(temperature)
     B, P = prompts.shape
-    cache = cast(Policy, model).new_kv_cache(B)
-    logits = model(prompts, kv_cache=cache, start_pos=0)[:, -1]
+    cache, logits = prefill(cast(Policy, model), prompts)
     # outputs are written column by column into buffers sized for the longest response
     tokens = prompts.new_full((B, P + max_new_tokens), pad_id)
     tokens[:, :P] = prompts
@@ -110,13 +111,73 @@ def sample(
     )
 
 
-def response_logprobs(
-    model: nn.Module, tokens: torch.Tensor, prompt_len: int, temperature: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced (log π(y_t|s_t), H(s_t)) for the response tokens, each (B, T), with gradient.
+def prefill(model: Policy, prompts: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """(KV cache, last-position logits (B, V)) of the prompts, each distinct prompt run once.
 
-    One forward over tokens (B, P+T); the logits at position P−1+t predict response token t.
-    """
+    A GRPO batch repeats every prompt n times; the prefill runs the distinct rows and copies their
+    keys/values to the repeats. A row's logits and keys/values do not depend on the other rows of its
+    batch (tests/test_local_model.py checks the two ways agree bit for bit), so this only saves work.
+    Caches without `take_rows` (transformers' own) prefill every row."""
+    distinct, rows = torch.unique(prompts, dim=0, return_inverse=True)
+    cache = model.new_kv_cache(len(distinct))
+    if len(distinct) == len(prompts) or not hasattr(cache, "take_rows"):
+        cache = model.new_kv_cache(len(prompts))
+        return cache, model(prompts, kv_cache=cache, start_pos=0)[:, -1]
+    logits = model(distinct, kv_cache=cache, start_pos=0)[:, -1]
+    return cache.take_rows(rows, prompts.shape[1]), logits[rows]
+
+
+class SharedPrefix:
+    """A differentiable cache for scoring rows that share prompts: the prompt pass (start 0, one row per
+    distinct prompt) keeps its keys/values; a later pass of the responses (one row per sequence) attends
+    over its row's prompt keys/values followed by its own."""
+
+    def __init__(self, rows: torch.Tensor) -> None:
+        self.rows = rows  # (B,) the distinct prompt of each sequence
+        self.k: dict[int, torch.Tensor] = {}
+        self.v: dict[int, torch.Tensor] = {}
+
+    def write(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if start == 0:
+            self.k[layer], self.v[layer] = k, v
+            return k, v
+        prefix_k, prefix_v = (
+            self.k[layer].index_select(0, self.rows),
+            self.v[layer].index_select(0, self.rows),
+        )
+        return torch.cat([prefix_k, k], dim=2), torch.cat([prefix_v, v], dim=2)
+
+
+def response_logprobs(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    prompt_len: int,
+    temperature: float,
+    share_prompts: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced (log π(y_t|s_t), H(s_t)) for the response tokens, each (B, T), with gradient."""
     _check_temperature(temperature)
-    logits = model(tokens[:, :-1])[:, prompt_len - 1 :]
+    logits = response_logits(model, tokens, prompt_len, share_prompts)
     return token_stats(logits, tokens[:, prompt_len:], temperature)
+
+
+def response_logits(
+    model: nn.Module, tokens: torch.Tensor, prompt_len: int, share_prompts: bool = False
+) -> torch.Tensor:
+    """Logits (B, T, V) predicting the response tokens of tokens (B, P+T): position P−1+t predicts token t.
+
+    One forward over the sequences; with `share_prompts`, each distinct prompt runs once and its rows'
+    responses attend to its keys/values (`SharedPrefix`): the same function with a GRPO group's prompt
+    computed once instead of n times, equal to float rounding (sums run in another order), not bit for bit.
+    """
+    if not share_prompts:
+        return model(tokens[:, :-1])[:, prompt_len - 1 :]
+    distinct, rows = torch.unique(tokens[:, :prompt_len], dim=0, return_inverse=True)
+    cache = SharedPrefix(rows)
+    logits = model(distinct, kv_cache=cache, start_pos=0)[:, -1:].index_select(0, rows)
+    if tokens.shape[1] == prompt_len + 1:
+        return logits
+    tail = model(tokens[:, prompt_len:-1], kv_cache=cache, start_pos=prompt_len)
+    return torch.cat([logits, tail], dim=1)

@@ -149,7 +149,7 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
         ref_log_prob = None
         if state.reference is not None:
             ref_log_prob, _ = response_logprobs(
-                state.reference, rollout.tokens, rollout.prompt_len, t.temperature
+                state.reference, rollout.tokens, rollout.prompt_len, t.temperature, t.share_prompts
             )
     advantages = compute_advantages(name, rewards, group_index, mask, old_log_prob, **knobs)
 
@@ -164,7 +164,7 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
         for start in range(0, rows, per_minibatch):
             idx = order[start : start + per_minibatch]
             log_prob, entropy = response_logprobs(
-                state.policy, rollout.tokens[idx], rollout.prompt_len, t.temperature
+                state.policy, rollout.tokens[idx], rollout.prompt_len, t.temperature, t.share_prompts
             )
             batch = PolicyBatch(
                 log_prob=log_prob,

@@ -1,0 +1,139 @@
+"""Shared prompts: the sampler's prefill runs each distinct prompt once (bit for bit the per-row prefill),
+and `trainer.share_prompts` scores each distinct prompt once (equal to float rounding)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from local_helpers import TINY, metrics_without_timing
+
+from steerbench.config import compose
+from steerbench.execute import execute
+from steerbench.local.model import KVCache, ModelConfig, TinyPolicy
+from steerbench.local.sampler import response_logits, response_logprobs, sample
+from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
+
+V, EOS = 16, 2
+
+
+def tiny_model() -> TinyPolicy:
+    torch.manual_seed(0)
+    return TinyPolicy(ModelConfig(vocab_size=V, max_seq_len=48)).eval()
+
+
+def grouped_prompts(groups: int = 5, n: int = 4, length: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each of `groups` prompts repeated n times, rows shuffled as a minibatch is: (prompts, shuffle)."""
+    g = torch.Generator().manual_seed(1)
+    distinct = torch.randint(3, V, (groups, length), generator=g)
+    order = torch.randperm(groups * n, generator=g)
+    return distinct.repeat_interleave(n, 0)[order], order
+
+
+class PerRowCache:
+    """A cache without `take_rows`: the sampler then prefills every row, as it did before sharing."""
+
+    def __init__(self, cache: KVCache) -> None:
+        self.cache = cache
+
+    def write(self, *args):  # type: ignore[no-untyped-def]
+        return self.cache.write(*args)
+
+
+class PerRowPrefill(torch.nn.Module):
+    def __init__(self, model: TinyPolicy) -> None:
+        super().__init__()
+        self.model = model
+
+    def new_kv_cache(self, batch_size: int) -> PerRowCache:
+        return PerRowCache(self.model.new_kv_cache(batch_size))
+
+    def forward(self, tokens, kv_cache=None, start_pos=0):  # type: ignore[no-untyped-def]
+        return self.model(tokens, kv_cache, start_pos)
+
+
+def test_rollouts_of_repeated_prompts_equal_per_row_prefill_bit_for_bit() -> None:
+    model = tiny_model()
+    prompts, _ = grouped_prompts()
+    shared = sample(model, prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
+    per_row = sample(PerRowPrefill(model), prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
+    for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
+        assert torch.equal(getattr(shared, name), getattr(per_row, name)), name
+    assert shared.tokens.shape[1] > prompts.shape[1] + 1
+
+
+def test_take_rows_copies_each_rows_prefix() -> None:
+    model = tiny_model()
+    prompts, _ = grouped_prompts(groups=3, n=1)
+    cache = model.new_kv_cache(3)
+    model(prompts, kv_cache=cache)
+    rows = torch.tensor([2, 0, 2, 1])
+    taken = cache.take_rows(rows, prompts.shape[1])
+    assert taken.k.shape[1] == 4
+    assert torch.equal(taken.k[:, :, :, :7], cache.k[:, rows, :, :7])
+    assert torch.equal(taken.v[:, :, :, :7], cache.v[:, rows, :, :7])
+
+
+@pytest.mark.parametrize("response_len", [1, 6])
+def test_shared_prompt_scoring_equals_per_row_scoring_and_its_gradients(response_len: int) -> None:
+    model = tiny_model().train()
+    prompts, _ = grouped_prompts()
+    tokens = torch.cat([prompts, torch.randint(3, V, (len(prompts), response_len))], 1)
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        log_prob, entropy = response_logprobs(model, tokens, 7, 0.8, share)
+        (log_prob.sum() + (entropy * torch.linspace(0, 1, response_len)).sum()).backward()
+        results.append((log_prob, entropy, [p.grad.clone() for p in model.parameters()]))
+    (lp_a, h_a, grads_a), (lp_b, h_b, grads_b) = results
+    torch.testing.assert_close(lp_b, lp_a, atol=2e-6, rtol=0)
+    torch.testing.assert_close(h_b, h_a, atol=2e-6, rtol=0)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-4)
+    assert all(g.abs().sum() > 0 for g in grads_a)
+
+
+def test_shared_prompt_logits_equal_per_row_logits_for_a_float64_llama() -> None:
+    transformers = pytest.importorskip("transformers")
+    from steerbench.local.hf import HFPolicy
+
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(
+        vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2,
+    )  # fmt: skip
+    policy = HFPolicy(transformers.AutoModelForCausalLM.from_config(config).double())
+    prompts, _ = grouped_prompts()
+    tokens = torch.cat([prompts, torch.randint(3, V, (len(prompts), 5))], 1)
+    params = list(policy.parameters())
+    weights = torch.randn(len(prompts), 5, V, dtype=torch.float64)
+    per_row, shared = (response_logits(policy, tokens, 7, share) for share in (False, True))
+    torch.testing.assert_close(shared, per_row, atol=1e-12, rtol=0)
+    grads_a = torch.autograd.grad((per_row * weights).sum(), params)
+    grads_b = torch.autograd.grad((shared * weights).sum(), params)
+    for a, b in zip(
+        grads_a, grads_b, strict=True
+    ):  # RMSNorm runs in float32 (as transformers'): its rounding
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    assert all(g.abs().sum() > 0 for g in grads_a)
+
+
+def test_a_shared_prompt_step_samples_the_same_rollout_and_takes_the_same_update() -> None:
+    params = []
+    for share in (False, True):
+        cfg = compose([*TINY, f"trainer.share_prompts={share}", "trainer.minibatches=1"])
+        task = build_task(cfg)
+        state = init_state(cfg, build_policy(cfg, task))
+        row = rl_step(cfg, task, state)
+        params.append((row, [p.detach().clone() for p in state.policy.parameters()]))
+    (row_a, params_a), (row_b, params_b) = params
+    assert row_a["acc/train"] == row_b["acc/train"] and row_a["entropy/mean"] == row_b["entropy/mean"]
+    assert row_b["loss/total"] == pytest.approx(row_a["loss/total"], abs=1e-6)
+    for a, b in zip(params_a, params_b, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+
+
+def test_a_shared_prompt_run_is_bit_reproducible(tmp_path) -> None:
+    overrides = [*TINY, "trainer.share_prompts=true", "trainer.steps=4"]
+    for name in ("a", "b"):
+        execute(compose(overrides), tmp_path / name)
+    assert metrics_without_timing(tmp_path / "a") == metrics_without_timing(tmp_path / "b")
