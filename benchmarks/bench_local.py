@@ -13,7 +13,9 @@ Llama forward is `steerbench.local.llama`) against transformers' `generate`; als
 transformers' own forward (what the adapter did before the native path). Also printed, for reference: steerbench's sampler on its own default policy
 (`TinyPolicy`, a different network: LayerNorm + GELU). Best-of-`repeats` tokens/s of each, timed in
 alternation so a busy machine slows all alike, and the ratios to `generate` (> 1: ours is faster);
-`--threads 1` (default) avoids intra-op thread stalls when other processes share the cores.
+`--threads 1` (default) avoids intra-op thread stalls when other processes share the cores. Then the share
+of the native sampler's profiled time spent in matmul and attention kernels, and the ratio to `generate`
+it could reach if everything else took no time: the most any sampler built on these kernels can gain.
 
 RL steps: the real trainer (`steerbench.local.trainer`) on the composed default config (plus any
 `--override`): warm-started policy (cached in $STEERBENCH_CACHE or ~/.cache/steerbench; the first run
@@ -140,7 +142,27 @@ def bench_sampling(args: argparse.Namespace) -> None:
         f"steerbench sampler, transformers forward: {tps['llama_tf']:8.0f} tokens/s (same Llama, not native)"
     )
     print(f"steerbench sampler, TinyPolicy (ref.)  : {tps['tiny']:10.0f} tokens/s")
+    share = kernel_share(fns["llama"])
+    print(
+        f"matmul + attention kernels: {100 * share:.0f}% of the native sampler's profiled time; with everything "
+        f"else free it would reach {tps['llama'] / tps['hf'] / share:.1f}× generate at most"
+    )
     print(describe(load.share))
+
+
+KERNELS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu")
+
+
+def kernel_share(fn: Callable[[], None]) -> float:
+    """The share of `fn`'s profiled CPU time spent inside matmul and attention kernels (the profiler's own
+    overhead falls on the other ops, so this overstates the room left, i.e. the bound printed is generous)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in KERNELS) / total
 
 
 def bench_rl_steps(args: argparse.Namespace) -> None:
