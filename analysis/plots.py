@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -27,6 +29,8 @@ from steerbench.analysis.summary import abs_entropy_deltas, run_stats  # noqa: E
 
 PNG_META = {"Software": None}
 DPI = 100
+# (axes, one scenario's rows, methods in plot order, method → colour): draws one scenario's panel
+DrawPanel = Callable[[Any, pd.DataFrame, list[str], dict[str, tuple]], None]
 
 
 def labelled(frame: pd.DataFrame) -> pd.DataFrame:
@@ -52,8 +56,8 @@ def _panels(n: int, width: float = 5.0, height: float = 3.6):
     return fig, list(axes[0])
 
 
-def _curve_plot(frame: pd.DataFrame, metric: str, ylabel: str, path: Path) -> bool:
-    data = frame.assign(_v=col(frame, metric)).dropna(subset=["_v"])
+def _scenario_panels(data: pd.DataFrame, xlabel: str, ylabel: str, path: Path, draw: DrawPanel) -> bool:
+    """One panel per scenario, one colour per method; ``draw(ax, scenario rows, methods, colors)``."""
     if data.empty:
         return False
     scenarios = sorted_scenarios(data["scenario"])
@@ -61,7 +65,19 @@ def _curve_plot(frame: pd.DataFrame, metric: str, ylabel: str, path: Path) -> bo
     colors = _colors(methods)
     fig, axes = _panels(len(scenarios))
     for ax, scen in zip(axes, scenarios, strict=True):
-        sub = data[data["scenario"] == scen]
+        draw(ax, data[data["scenario"] == scen], methods, colors)
+        ax.set_title(scen)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def _curve_plot(frame: pd.DataFrame, metric: str, ylabel: str, path: Path) -> bool:
+    def draw(ax, sub: pd.DataFrame, methods: list[str], colors: dict[str, tuple]) -> None:
         for m in methods:
             cell = sub[sub["method"] == m]
             if cell.empty:
@@ -71,14 +87,9 @@ def _curve_plot(frame: pd.DataFrame, metric: str, ylabel: str, path: Path) -> bo
             ax.plot(mean.index, mean.values, label=m, color=colors[m], lw=1.4)
             if cell["run"].nunique() > 1:
                 ax.fill_between(mean.index, lo.values, hi.values, color=colors[m], alpha=0.18, lw=0)
-        ax.set_title(scen)
-        ax.set_xlabel("step")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    _save(fig, path)
-    return True
+
+    data = frame.assign(_v=col(frame, metric)).dropna(subset=["_v"])
+    return _scenario_panels(data, "step", ylabel, path, draw)
 
 
 def _delta_box(frame: pd.DataFrame, path: Path) -> bool:
@@ -172,15 +183,7 @@ def entropy_accuracy_fits(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _scatter(frame: pd.DataFrame, path: Path) -> bool:
-    pts = _eval_points(frame)
-    if pts.empty:
-        return False
-    scenarios = sorted_scenarios(pts["scenario"])
-    methods = sorted_methods(pts["method"])
-    colors = _colors(methods)
-    fig, axes = _panels(len(scenarios))
-    for ax, scen in zip(axes, scenarios, strict=True):
-        sub = pts[pts["scenario"] == scen]
+    def draw(ax, sub: pd.DataFrame, methods: list[str], colors: dict[str, tuple]) -> None:
         for m in methods:
             g = sub[sub["method"] == m]
             if len(g):
@@ -189,14 +192,8 @@ def _scatter(frame: pd.DataFrame, path: Path) -> bool:
         if np.isfinite(a):
             hh = np.linspace(sub["_h"].min(), sub["_h"].max(), 100)
             ax.plot(hh, cui_curve(hh, a, b), color="k", lw=1, label=f"R=−{a:.3g}·e^H+{b:.3g}")
-        ax.set_title(scen)
-        ax.set_xlabel("entropy/mean")
-        ax.set_ylabel("val/pass@1")
-        ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    _save(fig, path)
-    return True
+
+    return _scenario_panels(_eval_points(frame), "entropy/mean", "val/pass@1", path, draw)
 
 
 def make_figures(frame: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
