@@ -118,36 +118,14 @@ def _coin(seed: int, *parts: Any) -> bool:
     return bool(digest[0] & 1)
 
 
-def _score(data_source, solution_str, ground_truth, extra_info, incorrect_score, random_reward_sources, seed):
-    if random_reward_sources and data_source in set(random_reward_sources):
-        index = (extra_info or {}).get("index") if isinstance(extra_info, dict) else None
-        correct = _coin(int(seed), data_source, index, solution_str)
-    elif str(data_source).startswith("steerbench/"):  # `steerbench data prepare` rows: the task's verifier
-        from steerbench.verl.prepare import problem_from_row
-
-        pred = extract_answer(solution_str or "")
-        task, problem = problem_from_row(data_source, ground_truth, extra_info)
-        correct = pred is not None and task.verify(problem, pred) == 1.0
-    else:
-        pred = extract_answer(solution_str or "")
-        correct = pred is not None and is_equivalent(pred, str(ground_truth))
-    return (1.0 if correct else float(incorrect_score)), correct
-
-
 def compute_score(
-    data_source: str,
-    solution_str: str,
-    ground_truth: str,
-    extra_info: dict | None = None,
-    incorrect_score: float = -1.0,
-    random_reward_sources: list[str] | tuple[str, ...] | None = None,
-    seed: int = 0,
-    **_: Any,
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **knobs: Any
 ) -> float:
-    """+1.0 if the response's final answer equals ``ground_truth``, else ``incorrect_score`` (−1.0)."""
-    return _score(
-        data_source, solution_str, ground_truth, extra_info, incorrect_score, random_reward_sources, seed
-    )[0]
+    """+1.0 if the response's final answer equals ``ground_truth``, else ``incorrect_score`` (−1.0).
+
+    The score of :func:`compute_score_with_acc`, which takes ``knobs`` (``incorrect_score``,
+    ``random_reward_sources``, ``seed``)."""
+    return compute_score_with_acc(data_source, solution_str, ground_truth, extra_info, **knobs)["score"]
 
 
 def compute_score_with_acc(
@@ -160,8 +138,18 @@ def compute_score_with_acc(
     seed: int = 0,
     **_: Any,
 ) -> dict[str, float]:
-    """:func:`compute_score` plus ``acc`` (0/1), so verl logs ``val-core/<ds>/acc/mean@N`` as accuracy."""
-    score, correct = _score(
-        data_source, solution_str, ground_truth, extra_info, incorrect_score, random_reward_sources, seed
-    )
-    return {"score": score, "acc": float(correct)}
+    """``score`` (+1.0 correct, else ``incorrect_score``) and ``acc`` (0/1), so verl logs
+    ``val-core/<ds>/acc/mean@N`` as accuracy."""
+    if random_reward_sources and data_source in set(random_reward_sources):
+        index = (extra_info or {}).get("index") if isinstance(extra_info, dict) else None
+        correct = _coin(int(seed), data_source, index, solution_str)
+    elif str(data_source).startswith("steerbench/"):  # `steerbench data prepare` rows: the task's verifier
+        from steerbench.verl.prepare import problem_from_row
+
+        pred = extract_answer(solution_str or "")
+        task, problem = problem_from_row(data_source, ground_truth, extra_info)
+        correct = pred is not None and task.verify(problem, pred) == 1.0
+    else:
+        pred = extract_answer(solution_str or "")
+        correct = pred is not None and is_equivalent(pred, str(ground_truth))
+    return {"score": 1.0 if correct else float(incorrect_score), "acc": float(correct)}
