@@ -33,9 +33,10 @@ FLAG_KEYS = {
 }
 
 
-def flag_overrides(flags: dict[str, Any]) -> list[str]:
-    """Flags first, so raw KEY=VALUE overrides given after them win."""
-    return [f"{FLAG_KEYS[name]}={value}" for name, value in flags.items() if value is not None]
+def flag_overrides(arguments: dict[str, Any]) -> list[str]:
+    """The flags set among ``run_command``'s arguments as overrides, in ``FLAG_KEYS`` order. Flags come
+    first, so raw KEY=VALUE overrides given after them win."""
+    return [f"{key}={arguments[name]}" for name, key in FLAG_KEYS.items() if arguments[name] is not None]
 
 
 def run_command(
@@ -90,24 +91,7 @@ def run_command(
     from steerbench.config import compose
     from steerbench.execute import execute, run_dir_name
 
-    flags = dict(
-        method=method,
-        scenario=scenario,
-        task=task,
-        backend=backend,
-        steps=steps,
-        seed=seed,
-        lambda_min=lambda_min,
-        lambda_max=lambda_max,
-        mapping=mapping,
-        model=model,
-        train_data=train_data,
-        val_data=val_data,
-        gpus=gpus,
-        nodes=nodes,
-        launcher=launcher,
-    )
-    all_overrides = flag_overrides(flags) + list(overrides or [])
+    all_overrides = flag_overrides(locals()) + list(overrides or [])  # each flag is named once, in FLAG_KEYS
     if wandb:
         all_overrides.append("trainer.wandb=true")
     cfg = compose(all_overrides)
