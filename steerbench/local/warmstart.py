@@ -68,37 +68,6 @@ def _lr_factor(step: int, steps: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _train(
-    model_cfg: ModelConfig,
-    task: Task,
-    steps: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    progress: Callable[[int, int], None] | None,
-) -> TinyPolicy:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = TinyPolicy(model_cfg)
-    generator = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps))
-    model.train()
-    for step in range(steps):
-        tokens, mask = sft_batch(task, batch_size, generator)
-        logits = model(tokens[:, :-1])
-        nll = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), reduction="none")
-        loss = (nll * mask.flatten()).sum() / mask.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if progress is not None:
-            progress(step + 1, steps)
-    return model.eval()
-
-
 def warm_start(
     model_cfg: ModelConfig,
     task: Task,
@@ -132,6 +101,25 @@ def warm_start(
         model = TinyPolicy(model_cfg)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval()
-    model = _train(model_cfg, task, steps, lr, batch_size, seed, progress)
+    with torch.random.fork_rng(devices=[]):  # seeded locally: the caller's global RNG is left untouched
+        torch.manual_seed(seed)
+        model = TinyPolicy(model_cfg)
+    generator = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps))
+    model.train()
+    for step in range(steps):
+        tokens, mask = sft_batch(task, batch_size, generator)
+        logits = model(tokens[:, :-1])
+        nll = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), reduction="none")
+        loss = (nll * mask.flatten()).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if progress is not None:
+            progress(step + 1, steps)
+    model.eval()
     atomic_torch_save(path, model.state_dict())
     return model
