@@ -9,22 +9,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from steerbench.analysis.runs import METHOD_ORDER
 from steerbench.cli import app
 from steerbench.errors import UsageError
 from steerbench.grid import GridSpec, build_spec, check_manifest, parse_overrides, plan, preset_names
-
-PAPER_METHODS = [
-    "grpo",
-    "clip_higher",
-    "kl",
-    "entropy_bonus",
-    "w_reinforce",
-    "unlikeliness",
-    "pos_adv_reweight",
-    "clip_cov",
-    "kl_cov",
-    "steer",
-]
 
 
 def test_dry_run_lists_the_full_product_with_sweeps(tmp_path):
@@ -76,7 +64,7 @@ def test_paper_preset_is_ten_methods_three_scenarios_four_seeds(tmp_path):
     spec = build_spec("paper")
     grid_dir, cells = plan(spec, tmp_path)
     assert grid_dir == tmp_path.resolve() / "paper"
-    assert spec.methods == PAPER_METHODS
+    assert spec.methods == METHOD_ORDER  # the paper's order, as compare reports it
     assert len(cells) == 10 * 3 * 4
     assert {(c.scenario, c.seed) for c in cells} == {
         (s, k) for s in ("standard", "release", "extreme") for k in (0, 1, 2, 3)
