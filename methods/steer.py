@@ -108,16 +108,6 @@ def omega_paper(
         return still_active * r * advantages * p * (1 - p) * (torch.log(p) + entropy.detach())
 
 
-def weights_from_omega(
-    omega: torch.Tensor, response_mask: torch.Tensor, lambda_min: float, lambda_max: float, mapping: str
-) -> tuple[torch.Tensor, int]:
-    """Map Ω to weights over all valid tokens given; returns (weights, number of non-finite Ω zeroed)."""
-    weights, _, nonfinite = group_weights(
-        omega, response_mask, omega.shape[0], lambda_min, lambda_max, mapping
-    )
-    return weights, nonfinite
-
-
 def group_weights(
     omega: torch.Tensor,
     response_mask: torch.Tensor,
@@ -173,14 +163,9 @@ def token_weights(
 ) -> torch.Tensor:
     """STEER's detached per-token weights, normalised over all valid tokens of the tensors given."""
     validate_band(lambda_min, lambda_max, mapping)
-    weights, _ = weights_from_omega(
-        compute_omega(omega, advantages, entropy, old_log_prob, log_prob, clip_low, clip_high),
-        response_mask,
-        lambda_min,
-        lambda_max,
-        mapping,
-    )
-    return weights
+    omega_values = compute_omega(omega, advantages, entropy, old_log_prob, log_prob, clip_low, clip_high)
+    rows = omega_values.shape[0]  # one normalisation group: every row given
+    return group_weights(omega_values, response_mask, rows, lambda_min, lambda_max, mapping)[0]
 
 
 def compute_omega(
