@@ -10,7 +10,6 @@ not be read.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import pandas as pd
 import yaml
 
 from steerbench.errors import UsageError
-from steerbench.runstore import read_identity, read_metrics
+from steerbench.runstore import read_identity, read_json_mapping, read_metrics
 
 RUN_COLUMNS = ["run", "task", "scenario", "method", "variant", "backend", "seed", "status"]
 CELL = ["task", "scenario", "method", "variant", "backend"]  # what seeds are pooled over
@@ -111,14 +110,6 @@ def find_run_dirs(dirs: Sequence[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _read_config(run: Path) -> dict[str, Any]:
     try:
         cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -171,14 +162,14 @@ def load_runs(dirs: Sequence[str | Path], *, root: Path | None = None) -> Runs:
             apart = len({t.parent for t in twins}) == len(twins)
             where = (_name(run.parent, base) if run.parent != base else base.name) if apart else run.name
             ident["variant"] = " ".join(x for x in (where, ident["variant"]) if x)
-        ident["status"] = _read_json(run / "meta.json").get("status") or "unknown"
+        ident["status"] = read_json_mapping(run / "meta.json").get("status") or "unknown"
         name = _name(run, base)
         read = read_metrics(run / "metrics.jsonl")
         rows = _per_step(read.rows)
         if read.damaged:
             damaged[name] = list(read.damaged)
         if not rows:
-            summary = _read_json(run / "summary.json")
+            summary = read_json_mapping(run / "summary.json")
             rows = [{**(summary.get("final") or {}), "step": int(summary.get("steps", 0) or 0)}]
         df = pd.DataFrame(rows)
         for c in reversed(RUN_COLUMNS):

@@ -65,7 +65,7 @@ def read_identity(run_dir: Path) -> dict[str, Any]:
     or whose meta.json is damaged), the identity of its config.yaml with variant "". {} if neither is readable.
     """
     run_dir = Path(run_dir)
-    meta = _read_json_mapping(run_dir / "meta.json")
+    meta = read_json_mapping(run_dir / "meta.json")
     if isinstance(meta.get("identity"), dict) and set(IDENTITY_KEYS) <= set(meta["identity"]):
         return dict(meta["identity"])
     try:
@@ -108,7 +108,8 @@ def read_metrics(path: Path) -> MetricsRead:
     return MetricsRead(rows, damaged)
 
 
-def _read_json_mapping(path: Path) -> dict[str, Any]:
+def read_json_mapping(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} when it is missing, unreadable, damaged or not an object."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
