@@ -70,7 +70,7 @@ def loss_name(method: str) -> str:
     return PREFIX + method
 
 
-def estimator_name(method: str) -> str | None:
+def estimator_name(method: str) -> str:
     """The adv estimator a method needs: verl's built-in ``grpo`` when its shaper is GRPO's, else ours."""
     from steerbench.methods.grpo import grpo_shaper
 
@@ -319,7 +319,7 @@ def make_adv_estimator(method: str):
 
 POLICY_LOSSES: dict[str, Any] = {loss_name(m): make_policy_loss(m) for m in REGISTRY}
 ADV_ESTIMATORS: dict[str, Any] = {
-    name: make_adv_estimator(m) for m in REGISTRY if (name := estimator_name(m)) not in (None, "grpo")
+    name: make_adv_estimator(m) for m in REGISTRY if (name := estimator_name(m)) != "grpo"
 }
 # grpo's own shaper as an estimator too, to check it against verl's built-in grpo
 ADV_ESTIMATORS[loss_name("grpo")] = make_adv_estimator("grpo")
