@@ -34,6 +34,7 @@ import pandas as pd
 import yaml
 
 from steerbench.analysis.inference import finite, paired_t
+from steerbench.analysis.runs import col
 
 ALPHA = 0.05  # significance level of each control's test
 STATISTICS = ("final_entropy", "passk_drift", "pass1_rise")
@@ -110,12 +111,8 @@ CONTROLS = (
 )
 
 
-def _col(df: pd.DataFrame, name: str) -> pd.Series:
-    return df[name] if name in df else pd.Series(dtype=float)
-
-
 def _first_last(values: pd.Series) -> tuple[float, float]:
-    v = pd.to_numeric(values, errors="coerce").dropna()
+    v = values.dropna()
     return (float(v.iloc[0]), float(v.iloc[-1])) if len(v) else (math.nan, math.nan)
 
 
@@ -124,9 +121,9 @@ def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run, df in frame.groupby("run", sort=True):
         df = df.sort_values("step")
-        _, h_last = _first_last(_col(df, "entropy/mean"))
-        k0, k1 = _first_last(_col(df, "val/pass@k"))
-        p0, p1 = _first_last(_col(df, "val/pass@1"))
+        _, h_last = _first_last(col(df, "entropy/mean"))
+        k0, k1 = _first_last(col(df, "val/pass@k"))
+        p0, p1 = _first_last(col(df, "val/pass@1"))
         first = df.iloc[0]
         rows.append(
             {
