@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from steerbench.analysis.controls import run_statistics  # noqa: E402
+from steerbench.analysis.plots import save_png  # noqa: E402
 
 KNOB = re.compile(r"^(?:.*__)?(?:method\.)?(?P<knob>[A-Za-z_]+)=(?P<value>[-+0-9.eE]+)$")
 COLUMNS = [
@@ -101,8 +102,7 @@ def frontier_figure(frame: pd.DataFrame, table: pd.DataFrame, path: Path) -> boo
         ax.set_ylabel(label)
     axes[0][1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, path)
     return True
 
 

@@ -79,6 +79,8 @@ def omega_figure(by_step: pd.DataFrame, path: Path) -> bool:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    from steerbench.analysis.plots import save_png
+
     estimators = sorted(by_step["estimator"].unique())
     data = by_step.assign(
         where=by_step.get("scenario", pd.Series("", index=by_step.index)).astype(str)
@@ -107,6 +109,5 @@ def omega_figure(by_step: pd.DataFrame, path: Path) -> bool:
     handles += [Line2D([], [], color="black", ls=style[w], label=w) for w in wheres if len(wheres) > 1]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.9 / (2.6 * len(estimators) + 1.2), 1, 1))
-    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, path)
     return True

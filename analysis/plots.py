@@ -46,7 +46,8 @@ def _colors(methods: list[str]) -> dict[str, tuple]:
     return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
+    """Write ``fig`` as a byte-stable PNG (no Software metadata) and close it."""
     fig.savefig(path, format="png", dpi=DPI, metadata=PNG_META)
     plt.close(fig)
 
@@ -72,7 +73,7 @@ def _scenario_panels(data: pd.DataFrame, xlabel: str, ylabel: str, path: Path, d
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -113,7 +114,7 @@ def _delta_box(frame: pd.DataFrame, path: Path) -> bool:
         ax.set_ylabel("|ΔH| per step")
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -137,7 +138,7 @@ def _clip_bars(frame: pd.DataFrame, path: Path) -> bool:
         ax.grid(alpha=0.3, axis="y")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
