@@ -198,7 +198,7 @@ def load_grid_yaml(path: Path) -> GridSpec:
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise UsageError(f"grid file {path}: overrides must be a mapping KEY: value or KEY: [v1, v2]")
-    spec = GridSpec(
+    return GridSpec(
         name=str(raw.get("name") or Path(path).stem),
         methods=_str_list("methods", raw.get("methods")),
         scenarios=_str_list("scenarios", raw.get("scenarios", ["standard"])),
@@ -208,7 +208,6 @@ def load_grid_yaml(path: Path) -> GridSpec:
         description=str(raw.get("description") or ""),
         exclude=_str_list("exclude", raw.get("exclude")),
     )
-    return spec
 
 
 def _steps(value: Any) -> int | None:
