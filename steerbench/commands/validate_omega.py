@@ -238,7 +238,7 @@ def validate_omega_command(
     from steerbench.analysis.validate import write_over_training
 
     over = [{"step": step, **report} for step, _, report in results]
-    written = write_over_training(out, [(s, f, r) for s, f, r in results]) if out is not None else []
+    written = write_over_training(out, results) if out is not None else []
     if as_json:
         typer.echo(json.dumps({"checkpoints": over}, indent=2, sort_keys=True))
         return
