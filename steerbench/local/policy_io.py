@@ -37,6 +37,7 @@ def read_run_config(run_dir: Path) -> Any:
 def load_run_policy(run_dir: Path) -> tuple[Any, Any, Any]:
     """(policy in eval mode, task, cfg) of an embedded run's ``checkpoints/latest.pt``."""
     import torch
+    from omegaconf import OmegaConf
 
     from steerbench.local.trainer import build_policy, build_task
 
@@ -48,7 +49,9 @@ def load_run_policy(run_dir: Path) -> tuple[Any, Any, Any]:
         )
     cfg = read_run_config(run_dir)
     task = build_task(cfg)
-    model = build_policy_shell(cfg, task, build_policy)
+    # the run's architecture with fresh weights: no warm start (the checkpoint overwrites every weight)
+    shell: Any = OmegaConf.merge(cfg, {"warm_start": {"steps": 0}}) if "warm_start" in cfg else cfg
+    model = build_policy(shell, task)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=False)
         if isinstance(state, dict) and isinstance(state.get("model"), dict):
@@ -57,14 +60,6 @@ def load_run_policy(run_dir: Path) -> tuple[Any, Any, Any]:
     except Exception as err:  # noqa: BLE001  unpickling or shape errors: the checkpoint does not fit
         raise UsageError(f"cannot load {str(weights)!r} into the run's model: {err}") from None
     return model.eval(), task, cfg
-
-
-def build_policy_shell(cfg: Any, task: Any, build_policy: Any) -> Any:
-    """The run's architecture with fresh weights: no warm start (the checkpoint overwrites every weight)."""
-    from omegaconf import OmegaConf
-
-    shell = OmegaConf.merge(cfg, {"warm_start": {"steps": 0}}) if "warm_start" in cfg else cfg
-    return build_policy(shell, task)
 
 
 def verl_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
