@@ -1,14 +1,15 @@
 """The policies ``validate-omega`` measures, each with its prompt source: embedded, a run, or any causal LM.
 
-:func:`resolve_policies` returns one or more :class:`Subject` (several for a verl run's checkpoints over
-training). Every model is put on the requested device in the requested dtype; a Hugging Face model with a
-tokenizer is fed its own chat-templated prompts (from ``--data``) and scored by the math reward.
+:func:`embedded_subject`, :func:`hf_subject` and :func:`run_subjects` return :class:`Subject` s
+(``run_subjects`` several for a verl run's checkpoints over training). Every model is put on the
+requested device in the requested dtype; a Hugging Face model with a tokenizer is fed its own
+chat-templated prompts (from ``--data``) and scored by the math reward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,6 @@ class Subject:
     setup: dict[str, Any]  # the report's setup fields that say what was measured
     cfg: Any = None  # the run's composed config, for its method (None: the default config)
     step: int | None = None  # training step of a checkpoint
-    extra: dict[str, Any] = field(default_factory=dict)
     sample: SampleFn | None = None  # vLLM's rollouts (``--sampler vllm``); None: the policy's own sampling
 
 
