@@ -49,6 +49,8 @@ REWARD_NAME = "compute_score_with_acc"
 LAUNCHERS = ("local", "ray", "slurm")
 # the `ray` console script of this environment (a venv's bin/ need not be on PATH)
 RAY_CLI = (sys.executable, "-m", "ray.scripts.scripts")
+# loads the plug-in in every Ray worker verl starts (a Ray job sets it in its runtime env instead)
+RAY_HOOK_OVERRIDE = f"+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={PLUGIN_HOOK}"
 
 
 def preset_dir() -> Path:
@@ -255,7 +257,7 @@ def compose_overrides(cfg: DictConfig, run_dir: Path, *, ray_hook_in_overrides: 
     if t.omega_every:  # in-training Ω, measured by the shimmed trainer (steerbench/verl/omega.py)
         ordered.append(f"+trainer.{OMEGA_EVERY_KEY}={int(t.omega_every)}")
     if ray_hook_in_overrides:
-        ordered.append(f"+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={PLUGIN_HOOK}")
+        ordered.append(RAY_HOOK_OVERRIDE)
     ordered.extend(str(x) for x in v.overrides)
     return ordered
 
@@ -348,8 +350,7 @@ def build_verl_launch(
     method = str(cfg.method.name)
     overrides = compose_overrides(cfg, out, ray_hook_in_overrides=launcher != "ray")
     if validate:
-        hook = f"+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={PLUGIN_HOOK}"
-        validate_overrides(overrides if launcher != "ray" else [*overrides, hook], method=method)
+        validate_overrides(overrides if launcher != "ray" else [*overrides, RAY_HOOK_OVERRIDE], method=method)
     from steerbench.verl.losses import shim_needs
 
     # scheduled knobs (pos_adv_reweight's λ) are updated between steps by the shimmed trainer
