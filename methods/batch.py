@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 
 import torch
@@ -16,9 +17,14 @@ class MethodError(UsageError):
     """Bad input to a method: unknown name or knob, out-of-range value, malformed tensors."""
 
 
+def validate_choice(knob: str, value: str, choices: Collection[str]) -> None:
+    """A MethodError naming the knob, its value and the allowed ones, unless ``value`` is in ``choices``."""
+    if value not in choices:
+        raise MethodError(f"{knob}={value!r} is unknown; choose one of {', '.join(choices)}")
+
+
 def validate_unit(unit_knob: str, unit: str, size_knob: str, size: int) -> None:
-    if unit not in UNITS:
-        raise MethodError(f"{unit_knob}={unit!r} is unknown; choose one of {', '.join(UNITS)}")
+    validate_choice(unit_knob, unit, UNITS)
     if size < 1:
         raise MethodError(f"{size_knob}={size} is out of range; it must be ≥ 1")
 

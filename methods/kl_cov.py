@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import aggregate, masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch
+from steerbench.methods.batch import MethodError, PolicyBatch, validate_choice
 from steerbench.methods.covariance import token_covariance
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
@@ -35,8 +35,7 @@ class KLCovConfig(GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.variant not in VARIANTS:
-            raise MethodError(f"variant={self.variant!r} is unknown; choose one of {', '.join(VARIANTS)}")
+        validate_choice("variant", self.variant, VARIANTS)
         ratio, coef = VARIANTS[self.variant]
         self.kl_cov_ratio = ratio if self.kl_cov_ratio is None else self.kl_cov_ratio
         self.kl_coef = coef if self.kl_coef is None else self.kl_coef

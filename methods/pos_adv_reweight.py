@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch
+from steerbench.methods.batch import MethodError, PolicyBatch, validate_choice
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
 from steerbench.methods.surrogate import ppo_loss
@@ -42,8 +42,7 @@ class PosAdvReweightConfig(GRPOConfig):
         super().__post_init__()
         if not 0.0 <= self.weight <= 1.0:
             raise MethodError(f"weight={self.weight} is out of range; λ must be in [0, 1]")
-        if self.schedule not in SCHEDULES:
-            raise MethodError(f"schedule={self.schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
+        validate_choice("schedule", self.schedule, SCHEDULES)
         if self.weight_step < 0 or self.num_epochs < 1:
             raise MethodError("weight_step must be ≥ 0 and num_epochs ≥ 1")
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch, validate_unit
+from steerbench.methods.batch import MethodError, PolicyBatch, validate_choice, validate_unit
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
 from steerbench.methods.surrogate import importance_ratio, ppo_loss
@@ -61,18 +61,13 @@ class SteerConfig(GRPOConfig):
         if self.lambda_max is None:
             self.lambda_max = 1.0 if self.mapping == "exp" else 1.2
         validate_band(self.lambda_min, self.lambda_max, self.mapping)
-        if self.omega not in OMEGA_FORMS:
-            raise MethodError(f"omega={self.omega!r} is unknown; choose one of {', '.join(OMEGA_FORMS)}")
+        validate_choice("omega", self.omega, OMEGA_FORMS)
         validate_unit("group", self.group, "group_size", self.group_size)
-        if self.entropy not in ENTROPY_SOURCES:
-            raise MethodError(
-                f"entropy={self.entropy!r} is unknown; choose one of {', '.join(ENTROPY_SOURCES)}"
-            )
+        validate_choice("entropy", self.entropy, ENTROPY_SOURCES)
 
 
 def validate_band(lambda_min: float, lambda_max: float, mapping: str) -> None:
-    if mapping not in MAPPINGS:
-        raise MethodError(f"mapping={mapping!r} is unknown; choose one of {', '.join(MAPPINGS)}")
+    validate_choice("mapping", mapping, MAPPINGS)
     if not 0.0 < lambda_min <= 1.0:
         raise MethodError(f"lambda_min={lambda_min} is out of range; it must be in (0, 1]")
     if lambda_max < lambda_min:
@@ -177,11 +172,10 @@ def compute_omega(
     clip_low: float,
     clip_high: float,
 ) -> torch.Tensor:
+    validate_choice("omega", form, OMEGA_FORMS)
     if form == "release":
         return omega_release(advantages, entropy, old_log_prob, log_prob)
-    if form == "paper":
-        return omega_paper(advantages, entropy, old_log_prob, log_prob, clip_low, clip_high)
-    raise MethodError(f"omega={form!r} is unknown; choose one of {', '.join(OMEGA_FORMS)}")
+    return omega_paper(advantages, entropy, old_log_prob, log_prob, clip_low, clip_high)
 
 
 def steer_entropy(batch: PolicyBatch, source: str) -> torch.Tensor:

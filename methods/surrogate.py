@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import AGG_MODES, aggregate, masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch
+from steerbench.methods.batch import MethodError, PolicyBatch, validate_choice
 
 CLIP_KNOBS = ("clip_low", "clip_high", "clip_c")  # the clipping a scenario sets (steerbench/clipping.py)
 
@@ -41,10 +41,7 @@ class SurrogateConfig:
             raise MethodError(f"clip_high={self.clip_high} is out of range; it must be ≥ 0")
         if self.clip_c <= 1.0:
             raise MethodError(f"clip_c={self.clip_c} is out of range; dual clip needs c > 1")
-        if self.loss_agg_mode not in AGG_MODES:
-            raise MethodError(
-                f"loss_agg_mode={self.loss_agg_mode!r} is unknown; choose one of {', '.join(AGG_MODES)}"
-            )
+        validate_choice("loss_agg_mode", self.loss_agg_mode, AGG_MODES)
 
 
 @dataclass

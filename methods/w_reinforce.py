@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from steerbench.methods.batch import MethodError
+from steerbench.methods.batch import MethodError, validate_choice
 from steerbench.methods.grpo import GRPOConfig, grpo_loss
 from steerbench.methods.registry import MethodSpec, register
 
@@ -37,10 +37,7 @@ class WReinforceConfig(GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.objective not in OBJECTIVES:
-            raise MethodError(
-                f"objective={self.objective!r} is unknown; choose one of {', '.join(OBJECTIVES)}"
-            )
+        validate_choice("objective", self.objective, OBJECTIVES)
         if self.positive_weight < 0:
             raise MethodError(f"positive_weight={self.positive_weight} is out of range; it must be ≥ 0")
 
