@@ -115,9 +115,10 @@ def prefill(model: Policy, prompts: torch.Tensor) -> tuple[Any, torch.Tensor]:
     """(KV cache, last-position logits (B, V)) of the prompts, each distinct prompt run once.
 
     A GRPO batch repeats every prompt n times; the prefill runs the distinct rows and copies their
-    keys/values to the repeats. A row's logits and keys/values do not depend on the other rows of its
-    batch (tests/test_local_model.py checks the two ways agree bit for bit), so this only saves work.
-    Caches without `take_rows` (transformers' own) prefill every row."""
+    keys/values to the repeats. With the CPU kernels here a row's logits and keys/values do not depend on
+    the other rows of its batch (tests/test_local_shared_prompts.py checks whole rollouts bit for bit, and
+    the committed paper runs reproduce), so this only saves work. Caches without `take_rows`
+    (transformers' own) prefill every row."""
     distinct, rows = torch.unique(prompts, dim=0, return_inverse=True)
     cache = model.new_kv_cache(len(distinct))
     if len(distinct) == len(prompts) or not hasattr(cache, "take_rows"):
