@@ -117,6 +117,21 @@ def test_shared_prompt_logits_equal_per_row_logits_for_a_float64_llama() -> None
     assert all(g.abs().sum() > 0 for g in grads_a)
 
 
+def test_a_model_on_transformers_own_forward_scores_every_row_when_asked_to_share() -> None:
+    transformers = pytest.importorskip("transformers")
+    from steerbench.local.hf import HFPolicy
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2, n_positions=32)
+    policy = HFPolicy(transformers.AutoModelForCausalLM.from_config(config).eval())
+    assert not policy.native
+    prompts, _ = grouped_prompts()
+    tokens = torch.cat([prompts, torch.randint(3, V, (len(prompts), 4))], 1)
+    with torch.no_grad():
+        shared, per_row = (response_logits(policy, tokens, 7, share) for share in (True, False))
+    assert torch.equal(shared, per_row)
+
+
 def test_a_shared_prompt_step_samples_the_same_rollout_and_takes_the_same_update() -> None:
     params = []
     for share in (False, True):

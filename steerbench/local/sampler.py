@@ -172,8 +172,9 @@ def response_logits(
     One forward over the sequences; with `share_prompts`, each distinct prompt runs once and its rows'
     responses attend to its keys/values (`SharedPrefix`): the same function with a GRPO group's prompt
     computed once instead of n times, equal to float rounding (sums run in another order), not bit for bit.
+    Models whose caches have no `write` (transformers' own forward) score every row in full.
     """
-    if not share_prompts:
+    if not share_prompts or not hasattr(cast(Policy, model).new_kv_cache(1), "write"):
         return model(tokens[:, :-1])[:, prompt_len - 1 :]
     distinct, rows = torch.unique(tokens[:, :prompt_len], dim=0, return_inverse=True)
     cache = SharedPrefix(rows)
