@@ -40,7 +40,7 @@ class PerRowCache:
 
 
 class PerRowPrefill(torch.nn.Module):
-    def __init__(self, model: TinyPolicy) -> None:
+    def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
@@ -56,6 +56,25 @@ def test_rollouts_of_repeated_prompts_equal_per_row_prefill_bit_for_bit() -> Non
     prompts, _ = grouped_prompts()
     shared = sample(model, prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
     per_row = sample(PerRowPrefill(model), prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
+    for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
+        assert torch.equal(getattr(shared, name), getattr(per_row, name)), name
+    assert shared.tokens.shape[1] > prompts.shape[1] + 1
+
+
+def test_native_llama_rollouts_of_repeated_prompts_equal_per_row_prefill_bit_for_bit() -> None:
+    transformers = pytest.importorskip("transformers")
+    from steerbench.local.hf import HFPolicy
+
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(
+        vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2,
+    )  # fmt: skip
+    policy = HFPolicy(transformers.AutoModelForCausalLM.from_config(config).eval())
+    assert policy.native
+    prompts, _ = grouped_prompts()
+    shared = sample(policy, prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
+    per_row = sample(PerRowPrefill(policy), prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
     for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
         assert torch.equal(getattr(shared, name), getattr(per_row, name)), name
     assert shared.tokens.shape[1] > prompts.shape[1] + 1

@@ -120,12 +120,13 @@ def prefill(model: Policy, prompts: torch.Tensor) -> tuple[Any, torch.Tensor]:
     the committed paper runs reproduce), so this only saves work. Caches without `take_rows`
     (transformers' own) prefill every row."""
     distinct, rows = torch.unique(prompts, dim=0, return_inverse=True)
-    cache = model.new_kv_cache(len(distinct))
-    if len(distinct) == len(prompts) or not hasattr(cache, "take_rows"):
-        cache = model.new_kv_cache(len(prompts))
-        return cache, model(prompts, kv_cache=cache, start_pos=0)[:, -1]
-    logits = model(distinct, kv_cache=cache, start_pos=0)[:, -1]
-    return cache.take_rows(rows, prompts.shape[1]), logits[rows]
+    if len(distinct) < len(prompts):
+        cache = model.new_kv_cache(len(distinct))
+        if hasattr(cache, "take_rows"):
+            logits = model(distinct, kv_cache=cache, start_pos=0)[:, -1]
+            return cache.take_rows(rows, prompts.shape[1]), logits[rows]
+    cache = model.new_kv_cache(len(prompts))
+    return cache, model(prompts, kv_cache=cache, start_pos=0)[:, -1]
 
 
 class SharedPrefix:
