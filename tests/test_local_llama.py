@@ -90,3 +90,23 @@ def test_unsupported_variants_keep_the_transformers_forward() -> None:
     tokens = torch.randint(0, 24, (2, 6))
     with torch.no_grad():
         torch.testing.assert_close(policy(tokens), policy.lm(input_ids=tokens).logits, atol=0, rtol=0)
+
+
+def test_rope_is_bit_for_bit_transformers_rotate_half_form_values_and_gradients() -> None:
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    from steerbench.local.llama import rotary_cos_sin, rotate
+
+    lm = transformers.AutoModelForCausalLM.from_config(FAMILIES["llama"]())
+    positions = torch.arange(3, 10)[None].expand(5, -1)
+    cos, signed_sin = rotary_cos_sin(lm.model.rotary_emb, positions, torch.float32)
+    reference_cos, reference_sin = lm.model.rotary_emb(torch.zeros(1), positions)
+    assert torch.equal(cos[:, 0], reference_cos)
+    q = torch.randn(5, 4, 7, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    ours = rotate(q, cos, signed_sin)
+    theirs, _ = apply_rotary_pos_emb(q, q, reference_cos, reference_sin)
+    assert torch.equal(ours, theirs)
+    upstream = torch.randn(ours.shape, generator=torch.Generator().manual_seed(1))
+    (ours_grad,) = torch.autograd.grad(ours, q, upstream)
+    (theirs_grad,) = torch.autograd.grad(theirs, q, upstream)
+    assert torch.equal(ours_grad, theirs_grad)
