@@ -14,7 +14,8 @@ load that folder. Per step: 16 two-digit addition prompts × 8 samples, ≤ 4 ne
 no top-k/top-p, stop at EOS; reward 1 iff the answer is right; group mean/std advantages; clipped
 surrogate ε = 0.2, β = 0, token-mean (TRL "dapo"); one AdamW step per rollout (lr 3e-4, wd 0, clip 1.0,
 constant); fp32; seed 0. steerbench drives the same model through its `model.hf_path` adapter, twice:
-as configured by default, and with `trainer.share_prompts=true` (each group's prompt scored once).
+as configured by default, and fast (`trainer.share_prompts=true`: each group's prompt scored once;
+`trainer.fused_adamw=true`: torch's fused AdamW, which TRL's default `optim=adamw_torch_fused` runs too).
 
 Each side runs in its own subprocess (fresh thread pools), the order rotating pair by pair. A side's
 time per step is the wall time between consecutive optimiser steps; the first is dropped (warm-up).
@@ -42,7 +43,8 @@ from machine import OtherLoad, describe
 
 SIZES = {"small": (128, 4, 4, 512), "large": (256, 6, 4, 1024)}  # d_model, layers, heads, ffn
 PROMPTS, SAMPLES, NEW_TOKENS, LR = 16, 8, 4, 3e-4
-SIDES = ("trl", "steerbench", "steerbench-shared")  # the last with trainer.share_prompts=true
+SIDES = ("trl", "steerbench", "steerbench-fast")
+FAST = ("trainer.share_prompts=true", "trainer.fused_adamw=true")  # both equal to rounding only
 
 
 def chars():  # type: ignore[no-untyped-def]
@@ -173,7 +175,7 @@ def run_trl(model_dir: Path, steps: int) -> dict:
     return {"step_s": [b - a for a, b in zip(marks, marks[1:], strict=False)], "tokens": tokens[1:]}
 
 
-def run_steerbench(model_dir: Path, steps: int, threads: int, share_prompts: bool) -> dict:
+def run_steerbench(model_dir: Path, steps: int, threads: int, fast: bool) -> dict:
     from steerbench.config import compose
     from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
 
@@ -195,7 +197,7 @@ def run_steerbench(model_dir: Path, steps: int, threads: int, share_prompts: boo
             "method.clip_low=0.2",
             "method.clip_high=0.2",
             "method.loss_agg_mode=token-mean",
-            f"trainer.share_prompts={share_prompts}",
+            *(FAST if fast else ()),
         ]
     )
     torch.set_num_threads(threads)
@@ -251,7 +253,7 @@ def main() -> None:
         result = (
             run_trl(args.model_dir, args.steps)
             if args.side == "trl"
-            else run_steerbench(args.model_dir, args.steps, args.threads, args.side == "steerbench-shared")
+            else run_steerbench(args.model_dir, args.steps, args.threads, args.side == "steerbench-fast")
         )
         print(json.dumps(result))
         return
@@ -295,7 +297,7 @@ def main() -> None:
         gflop = job_gflop(args.size, chars().vocab_size, 7, new_tokens, PROMPTS * SAMPLES)
         executed = (
             job_gflop(args.size, chars().vocab_size, 7, new_tokens, PROMPTS)
-            if side == "steerbench-shared"
+            if side == "steerbench-fast"
             else gflop
         )
         print(

@@ -77,6 +77,7 @@ class TrainerConfig:
     checkpoint_every: int = knob(10, 1)  # steps between atomic checkpoints (and at the last step)
     threads: int = knob(0, 0, 4096)  # torch threads; 0 = torch's default
     share_prompts: bool = False  # embedded: score each group's prompt once (faster; equal to rounding only)
+    fused_adamw: bool = False  # embedded: torch's fused AdamW kernel (faster; equal to rounding only)
     omega_every: int = knob(0, 0)  # Ω-validation statistics every K steps; 0 = off
     omega_lr: float = positive(1.0e-3)  # SGD step size of that measurement
     wandb: bool = False  # also log to Weights & Biases

@@ -14,6 +14,7 @@ from local_helpers import TINY, cli, metrics_without_timing
 
 from steerbench.config import compose
 from steerbench.execute import execute, run_dir_name
+from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
 
 
 def test_run_store_has_every_file_and_stable_metric_keys(tmp_path):
@@ -63,14 +64,9 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
     assert a != c
 
 
-@pytest.mark.parametrize("share_prompts", [False, True])
-def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, share_prompts):
-    overrides = [
-        *TINY,
-        "trainer.steps=16",
-        "method=pos_adv_reweight",
-        f"trainer.share_prompts={share_prompts}",
-    ]
+@pytest.mark.parametrize("fast", [None, "trainer.share_prompts=true", "trainer.fused_adamw=true"])
+def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, fast):
+    overrides = [*TINY, "trainer.steps=16", "method=pos_adv_reweight", *([fast] if fast else [])]
     reference = tmp_path / "reference"
     execute(compose(overrides), reference)
     out = tmp_path / "killed"
@@ -272,3 +268,23 @@ def test_step_zero_evaluation_is_computed_once_per_warm_start_and_reused(tmp_pat
     execute(compose([*base, "method=clip_higher"]), tmp_path / "damaged")
     assert metrics_without_timing(tmp_path / "damaged")[0] == first
     assert json.loads(cached.read_text()) == {k: v for k, v in first.items() if k != "step"}
+
+
+def test_fused_adamw_runs_torchs_fused_kernel_and_takes_the_loop_update_to_rounding() -> None:
+    params = []
+    for fused in (False, True):
+        cfg = compose([*TINY, f"trainer.fused_adamw={fused}", "trainer.minibatches=1"])
+        task = build_task(cfg)
+        state = init_state(cfg, build_policy(cfg, task))
+        assert state.optimizer.param_groups[0]["fused"] is fused
+        rl_step(cfg, task, state)
+        params.append([p.detach().clone() for p in state.policy.parameters()])
+    for loop, fused_kernel in zip(*params, strict=True):
+        torch.testing.assert_close(fused_kernel, loop, atol=1e-6, rtol=0)
+
+
+def test_a_fused_adamw_run_is_bit_reproducible(tmp_path) -> None:
+    overrides = [*TINY, "trainer.fused_adamw=true", "trainer.steps=4"]
+    for name in ("a", "b"):
+        execute(compose(overrides), tmp_path / name)
+    assert metrics_without_timing(tmp_path / "a") == metrics_without_timing(tmp_path / "b")

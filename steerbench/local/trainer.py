@@ -106,8 +106,11 @@ def init_state(cfg: DictConfig, policy: nn.Module) -> TrainState:
     reference = None
     if "ref_log_prob" in spec.needs:
         reference = copy.deepcopy(policy).requires_grad_(False)
-    optimizer = torch.optim.AdamW(
-        policy.parameters(), lr=cfg.trainer.lr, weight_decay=cfg.trainer.weight_decay
+    optimizer = torch.optim.AdamW(  # fused: one kernel for all parameters; its sums round differently
+        policy.parameters(),
+        lr=cfg.trainer.lr,
+        weight_decay=cfg.trainer.weight_decay,
+        fused=cfg.trainer.fused_adamw,
     )
     generator = torch.Generator().manual_seed(cfg.trainer.seed)
     return TrainState(policy, reference, optimizer, spec.make_config(**method_knobs(cfg)), generator)
