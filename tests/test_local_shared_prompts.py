@@ -1,17 +1,14 @@
 """Shared prompts: the sampler's prefill runs each distinct prompt once (bit for bit the per-row prefill),
-and `trainer.share_prompts` scores each distinct prompt once (equal to float rounding)."""
+and `trainer.share_prompts` scores each distinct prompt once (equal to float rounding; its trainer step and
+reproducibility are tested with the other opt-in speed-ups in test_local_trainer.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from local_helpers import TINY, metrics_without_timing
 
-from steerbench.config import compose
-from steerbench.execute import execute
 from steerbench.local.model import KVCache, ModelConfig, TinyPolicy
 from steerbench.local.sampler import response_logits, response_logprobs, sample
-from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
 
 V, EOS = 16, 2
 
@@ -149,25 +146,3 @@ def test_a_model_on_transformers_own_forward_scores_every_row_when_asked_to_shar
     with torch.no_grad():
         shared, per_row = (response_logits(policy, tokens, 7, share) for share in (True, False))
     assert torch.equal(shared, per_row)
-
-
-def test_a_shared_prompt_step_samples_the_same_rollout_and_takes_the_same_update() -> None:
-    params = []
-    for share in (False, True):
-        cfg = compose([*TINY, f"trainer.share_prompts={share}", "trainer.minibatches=1"])
-        task = build_task(cfg)
-        state = init_state(cfg, build_policy(cfg, task))
-        row = rl_step(cfg, task, state)
-        params.append((row, [p.detach().clone() for p in state.policy.parameters()]))
-    (row_a, params_a), (row_b, params_b) = params
-    assert row_a["acc/train"] == row_b["acc/train"] and row_a["entropy/mean"] == row_b["entropy/mean"]
-    assert row_b["loss/total"] == pytest.approx(row_a["loss/total"], abs=1e-6)
-    for a, b in zip(params_a, params_b, strict=True):
-        torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
-
-
-def test_a_shared_prompt_run_is_bit_reproducible(tmp_path) -> None:
-    overrides = [*TINY, "trainer.share_prompts=true", "trainer.steps=4"]
-    for name in ("a", "b"):
-        execute(compose(overrides), tmp_path / name)
-    assert metrics_without_timing(tmp_path / "a") == metrics_without_timing(tmp_path / "b")

@@ -270,21 +270,52 @@ def test_step_zero_evaluation_is_computed_once_per_warm_start_and_reused(tmp_pat
     assert json.loads(cached.read_text()) == {k: v for k, v in first.items() if k != "step"}
 
 
-def test_fused_adamw_runs_torchs_fused_kernel_and_takes_the_loop_update_to_rounding() -> None:
-    params = []
-    for fused in (False, True):
-        cfg = compose([*TINY, f"trainer.fused_adamw={fused}", "trainer.minibatches=1"])
+FAST_KNOBS = ("trainer.share_prompts", "trainer.fused_adamw")  # opt-in speed-ups equal to rounding only
+
+
+@pytest.mark.parametrize("knob", FAST_KNOBS)
+def test_a_fast_knob_samples_the_same_rollout_and_takes_the_same_update_to_rounding(knob) -> None:
+    steps = []
+    for on in (False, True):
+        cfg = compose([*TINY, f"{knob}={on}", "trainer.minibatches=1"])
         task = build_task(cfg)
         state = init_state(cfg, build_policy(cfg, task))
-        assert state.optimizer.param_groups[0]["fused"] is fused
-        rl_step(cfg, task, state)
-        params.append([p.detach().clone() for p in state.policy.parameters()])
-    for loop, fused_kernel in zip(*params, strict=True):
-        torch.testing.assert_close(fused_kernel, loop, atol=1e-6, rtol=0)
+        row = rl_step(cfg, task, state)
+        steps.append((row, [p.detach().clone() for p in state.policy.parameters()]))
+    (row_off, params_off), (row_on, params_on) = steps
+    assert row_on["acc/train"] == row_off["acc/train"] and row_on["entropy/mean"] == row_off["entropy/mean"]
+    assert row_on["loss/total"] == pytest.approx(row_off["loss/total"], abs=1e-6)
+    for off, on in zip(params_off, params_on, strict=True):
+        torch.testing.assert_close(on, off, atol=1e-6, rtol=0)
 
 
-def test_a_fused_adamw_run_is_bit_reproducible(tmp_path) -> None:
-    overrides = [*TINY, "trainer.fused_adamw=true", "trainer.steps=4"]
+@pytest.mark.parametrize("knob", FAST_KNOBS)
+def test_a_fast_knob_run_is_bit_reproducible(tmp_path, knob) -> None:
+    overrides = [*TINY, f"{knob}=true", "trainer.steps=4"]
     for name in ("a", "b"):
         execute(compose(overrides), tmp_path / name)
     assert metrics_without_timing(tmp_path / "a") == metrics_without_timing(tmp_path / "b")
+
+
+def test_fused_adamw_selects_torchs_fused_kernel() -> None:
+    for on in (False, True):
+        cfg = compose([*TINY, f"trainer.fused_adamw={on}"])
+        state = init_state(cfg, build_policy(cfg, build_task(cfg)))
+        assert state.optimizer.param_groups[0]["fused"] is on
+
+
+def test_share_prompts_reaches_the_trainers_scoring_passes(monkeypatch) -> None:
+    import steerbench.local.trainer as trainer
+
+    seen = []
+
+    def scoring(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(args[4])  # response_logprobs(model, tokens, prompt_len, temperature, share_prompts)
+        return real(*args, **kwargs)
+
+    real = trainer.response_logprobs
+    monkeypatch.setattr(trainer, "response_logprobs", scoring)
+    for on in (False, True):
+        cfg = compose([*TINY, f"trainer.share_prompts={on}", "trainer.minibatches=1", "method=kl"])
+        rl_step(cfg, build_task(cfg), init_state(cfg, build_policy(cfg, build_task(cfg))))
+    assert seen == [False, False, True, True]  # the reference pass (kl needs it), then the policy's
