@@ -41,8 +41,8 @@ class PerRowPrefill(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def new_kv_cache(self, batch_size: int) -> PerRowCache:
-        return PerRowCache(self.model.new_kv_cache(batch_size))
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> PerRowCache:
+        return PerRowCache(self.model.new_kv_cache(batch_size, max_len))
 
     def forward(self, tokens, kv_cache=None, start_pos=0):  # type: ignore[no-untyped-def]
         return self.model(tokens, kv_cache, start_pos)

@@ -32,9 +32,9 @@ class HFPolicy(nn.Module):
         self.pad_id = pad_id
         self.native = native_supported(lm.config)
 
-    def new_kv_cache(self, batch_size: int) -> Any:
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> Any:
         if self.native:
-            return GrowingKVCache(len(self.lm.model.layers))
+            return GrowingKVCache(len(self.lm.model.layers), max_len or 64)
         from transformers import DynamicCache
 
         return DynamicCache()

@@ -34,10 +34,12 @@ def native_supported(config: Any) -> bool:
 
 
 class GrowingKVCache:
-    """Per-layer key/value buffers (B, H_kv, capacity, D): allocated on the first write, doubled when full
-    (a decode step writes in place instead of concatenating, as transformers' DynamicCache does)."""
+    """Per-layer key/value buffers (B, H_kv, capacity, D): allocated on the first write (at least
+    `capacity` positions), doubled when full (a decode step writes in place instead of concatenating, as
+    transformers' DynamicCache does)."""
 
-    def __init__(self, layers: int) -> None:
+    def __init__(self, layers: int, capacity: int = 64) -> None:
+        self.capacity = capacity
         self.k: list[torch.Tensor | None] = [None] * layers
         self.v: list[torch.Tensor | None] = [None] * layers
 
@@ -47,7 +49,7 @@ class GrowingKVCache:
         end = start + k.shape[2]
         old_k, old_v = self.k[layer], self.v[layer]
         if old_k is None or old_v is None or old_k.shape[2] < end:
-            capacity = max(end, 64, 2 * (0 if old_k is None else old_k.shape[2]))
+            capacity = max(end, self.capacity, 2 * (0 if old_k is None else old_k.shape[2]))
             new_k = k.new_empty(*k.shape[:2], capacity, k.shape[3])
             new_v = v.new_empty(*v.shape[:2], capacity, v.shape[3])
             if old_k is not None and old_v is not None:
@@ -67,7 +69,7 @@ class GrowingKVCache:
             out[:, :, :length] = buffer[rows, :, :length]
             return out
 
-        taken = GrowingKVCache(len(self.k))
+        taken = GrowingKVCache(len(self.k), self.capacity)
         taken.k, taken.v = [take(k) for k in self.k], [take(v) for v in self.v]
         return taken
 

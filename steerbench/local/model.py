@@ -163,11 +163,13 @@ class TinyPolicy(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def new_kv_cache(self, batch_size: int) -> KVCache:
-        """Uninitialised buffers for `batch_size` sequences of up to `max_seq_len` tokens (attention reads
-        only positions already written, so zero-filling them would be wasted work)."""
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """Uninitialised buffers for `batch_size` sequences of up to `max_len` (at most `max_seq_len`)
+        tokens. Attention reads only positions already written, so zero-filling them would be wasted work,
+        and buffers no longer than the sequences spare the memory system pages it never reads."""
         cfg, p = self.cfg, self.embed.weight
-        shape = (cfg.n_layer, batch_size, cfg.n_head, cfg.max_seq_len, cfg.d_model // cfg.n_head)
+        length = cfg.max_seq_len if max_len is None else min(max_len, cfg.max_seq_len)
+        shape = (cfg.n_layer, batch_size, cfg.n_head, length, cfg.d_model // cfg.n_head)
         return KVCache(p.new_empty(shape), p.new_empty(shape))
 
     def forward(self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor:

@@ -6,7 +6,7 @@ Both functions report, per response token t,
     H(s_t) = −Σ_k π_k log π_k            (full-vocabulary entropy in nats, H = logsumexp(z/τ) − Σ_k π_k z_k/τ),
 so the sampler's `old_log_prob`/`entropy` and `response_logprobs` on the same tokens agree to rounding.
 
-Works with any model exposing `forward(tokens, kv_cache, start_pos) -> logits` and `new_kv_cache(B)`
+Works with any model exposing `forward(tokens, kv_cache, start_pos) -> logits` and `new_kv_cache(B, max_len)`
 (`TinyPolicy`, and Hugging Face models through `steerbench.local.hf.HFPolicy`). The model hands each
 layer's keys/values to `kv_cache.write(layer, k, v, start)`, which is how `SharedPrefix` scores a GRPO
 group's prompt once; a cache with `take_rows` lets the sampler prefill each distinct prompt once.
@@ -28,7 +28,7 @@ class Policy(Protocol):
 
     def __call__(self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor: ...
 
-    def new_kv_cache(self, batch_size: int) -> Any: ...
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> Any: ...
 
 
 @dataclass
@@ -81,7 +81,7 @@ def sample(
     """
     _check_temperature(temperature)
     B, P = prompts.shape
-    cache, logits = prefill(cast(Policy, model), prompts)
+    cache, logits = prefill(cast(Policy, model), prompts, P + max_new_tokens)
     # outputs are written column by column into buffers sized for the longest response
     tokens = prompts.new_full((B, P + max_new_tokens), pad_id)
     tokens[:, :P] = prompts
@@ -111,8 +111,9 @@ def sample(
     )
 
 
-def prefill(model: Policy, prompts: torch.Tensor) -> tuple[Any, torch.Tensor]:
-    """(KV cache, last-position logits (B, V)) of the prompts, each distinct prompt run once.
+def prefill(model: Policy, prompts: torch.Tensor, max_len: int | None = None) -> tuple[Any, torch.Tensor]:
+    """(KV cache for sequences of up to `max_len` tokens, last-position logits (B, V)) of the prompts, each
+    distinct prompt run once.
 
     A GRPO batch repeats every prompt n times; the prefill runs the distinct rows and copies their
     keys/values to the repeats. With the CPU kernels here a row's logits and keys/values do not depend on
@@ -121,11 +122,11 @@ def prefill(model: Policy, prompts: torch.Tensor) -> tuple[Any, torch.Tensor]:
     (transformers' own) prefill every row."""
     distinct, rows = torch.unique(prompts, dim=0, return_inverse=True)
     if len(distinct) < len(prompts):
-        cache = model.new_kv_cache(len(distinct))
+        cache = model.new_kv_cache(len(distinct), max_len)
         if hasattr(cache, "take_rows"):
             logits = model(distinct, kv_cache=cache, start_pos=0)[:, -1]
             return cache.take_rows(rows, prompts.shape[1]), logits[rows]
-    cache = model.new_kv_cache(len(prompts))
+    cache = model.new_kv_cache(len(prompts), max_len)
     return cache, model(prompts, kv_cache=cache, start_pos=0)[:, -1]
 
 
