@@ -51,17 +51,21 @@ def test_native_forward_matches_transformers_with_left_padding(kind: str) -> Non
 
 
 @pytest.mark.parametrize("kind", sorted(FAMILIES))
-def test_native_kv_cache_decoding_matches_one_full_forward_past_the_first_allocation(kind: str) -> None:
+@pytest.mark.parametrize("max_len, capacity", [(None, 256), (20, 160)])  # 64 → 128 → 256; 20 → 40 → 80 → 160
+def test_native_kv_cache_decoding_matches_one_full_forward_past_the_first_allocation(
+    kind: str, max_len: int | None, capacity: int
+) -> None:
     policy = HFPolicy(model(kind))
     tokens = torch.randint(1, 24, (2, 150), generator=torch.Generator().manual_seed(2))
-    cache = policy.new_kv_cache(2)
+    cache = policy.new_kv_cache(2, max_len)
     assert isinstance(cache, GrowingKVCache)
     with torch.no_grad():
         steps = [policy(tokens[:, :5], cache, 0)]
-        steps += [policy(tokens[:, t : t + 1], cache, t) for t in range(5, 150)]  # grows 64 → 128 → 256
+        assert cache.k[0] is not None and cache.k[0].shape[2] == (max_len or 64)
+        steps += [policy(tokens[:, t : t + 1], cache, t) for t in range(5, 150)]
         full = transformers_logits(policy, tokens)
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-12, rtol=0)
-    assert cache.k[0] is not None and cache.k[0].shape[2] == 256
+    assert cache.k[0] is not None and cache.k[0].shape[2] == capacity
 
 
 def test_sampler_and_teacher_forcing_agree_and_gradients_match_transformers() -> None:

@@ -89,3 +89,30 @@ def test_entropy_equals_scipy_entropy_of_temperature_scaled_softmax() -> None:
 def test_non_positive_temperature_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="temperature"):
         rollout(0, temperature=0.0)
+
+
+class FullLengthCache(torch.nn.Module):
+    """The same model, its caches always `max_seq_len` long (what `sample` asked for before)."""
+
+    def __init__(self, model: TinyPolicy) -> None:
+        super().__init__()
+        self.model = model
+        self.lengths: list[int] = []
+
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None):  # type: ignore[no-untyped-def]
+        self.lengths.append(max_len or 0)
+        return self.model.new_kv_cache(batch_size)
+
+    def forward(self, tokens, kv_cache=None, start_pos=0):  # type: ignore[no-untyped-def]
+        return self.model(tokens, kv_cache, start_pos)
+
+
+def test_sample_sizes_its_cache_to_the_sequences_and_rolls_out_bit_for_bit_as_a_full_length_cache() -> None:
+    model = make_model()
+    assert model.new_kv_cache(2, 30).k.shape[3] == 30
+    assert model.new_kv_cache(2, 500).k.shape[3] == 48  # never past max_seq_len
+    full = FullLengthCache(model)
+    sized, unsized = rollout(3, model=model), rollout(3, model=full)  # type: ignore[arg-type]
+    assert full.lengths == [6 + 24]  # prompt + max_new_tokens
+    for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
+        assert torch.equal(getattr(sized, name), getattr(unsized, name)), name
