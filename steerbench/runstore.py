@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from steerbench.errors import RunFailed, UsageError
+from steerbench.schema import ADDED_KNOBS
 
 TIMING_KEYS = ("time/step_s", "throughput/tokens_per_s")  # excluded from bit-reproducibility
 IDENTITY_KEYS = ("method", "scenario", "task", "seed", "variant", "backend")
@@ -296,6 +297,7 @@ class RunStore:
                 self._set_aside(self.config_path)
                 self.update_meta(repairs=[*self.read_meta().get("repairs", []), "config.yaml rebuilt"])
                 return self.prepare(config, overrides)
+            stored = with_added_knobs(stored)
             if stored != config:
                 raise UsageError(
                     f"{self.path} holds a run with a different config; use another --out or delete it "
@@ -384,6 +386,15 @@ def _fresh_meta() -> dict[str, Any]:
         "git_sha": git_sha(),
         "versions": {"python": platform.python_version(), "torch": metadata.version("torch")},
     }
+
+
+def with_added_knobs(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with each knob added since (`schema.ADDED_KNOBS`) at the value its run ran with."""
+    filled = {section: dict(v) if isinstance(v, dict) else v for section, v in stored.items()}
+    for (section, key), value in ADDED_KNOBS.items():
+        if isinstance(filled.get(section), dict):
+            filled[section].setdefault(key, value)
+    return filled
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

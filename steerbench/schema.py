@@ -83,6 +83,15 @@ class TrainerConfig:
     wandb: bool = False  # also log to Weights & Biases
 
 
+# Knobs added after runs were stored, each with the value that reproduces those runs: a stored config
+# without the key reads as having it (`runstore.RunStore.prepare`), so `run` and `grid` still find a
+# finished run, or resume a partial one, written before the knob existed.
+ADDED_KNOBS: dict[tuple[str, str], Any] = {
+    ("trainer", "share_prompts"): False,
+    ("trainer", "fused_adamw"): False,
+}
+
+
 @dataclass
 class WarmStartConfig:
     """The supervised warm start, cached by the hash of this block + model + task."""

@@ -134,6 +134,24 @@ def test_a_run_dir_with_another_config_is_refused_and_kept(tmp_path):
     assert (run_dir / "metrics.jsonl").read_bytes() == before
 
 
+def test_a_run_stored_before_a_knob_was_added_is_still_the_same_run(tmp_path):
+    from steerbench.errors import UsageError
+    from steerbench.schema import ADDED_KNOBS
+
+    cfg = compose([*TINY, "trainer.steps=2"])
+    run_dir = tmp_path / run_dir_name(cfg)
+    execute(cfg, run_dir)
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for section, key in ADDED_KNOBS:  # what a run written before these knobs holds
+        del stored[section][key]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(stored))
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    assert execute(cfg, run_dir)["steps"] == 2  # found done, not refused, not retrained
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+    with pytest.raises(UsageError, match="different config.*trainer.fused_adamw"):
+        execute(compose([*TINY, "trainer.steps=2", "trainer.fused_adamw=true"]), run_dir)
+
+
 def test_corrupt_checkpoint_fails_the_run_with_a_reason(tmp_path):
     overrides = [*TINY, "trainer.steps=2"]
     run_dir = tmp_path / run_dir_name(compose(overrides))
