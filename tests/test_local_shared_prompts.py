@@ -26,6 +26,21 @@ def grouped_prompts(groups: int = 5, n: int = 4, length: int = 7) -> tuple[torch
     return distinct.repeat_interleave(n, 0)[order], order
 
 
+def qwen2_policy(dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A tiny random Qwen2 (grouped-query attention, q/k/v biases) on the native Llama-family forward."""
+    transformers = pytest.importorskip("transformers")
+    from steerbench.local.hf import HFPolicy
+
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(
+        vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2,
+    )  # fmt: skip
+    policy = HFPolicy(transformers.AutoModelForCausalLM.from_config(config).to(dtype).eval())
+    assert policy.native
+    return policy
+
+
 class PerRowCache:
     """A cache without `take_rows`: the sampler then prefills every row, as it did before sharing."""
 
@@ -48,30 +63,12 @@ class PerRowPrefill(torch.nn.Module):
         return self.model(tokens, kv_cache, start_pos)
 
 
-def test_rollouts_of_repeated_prompts_equal_per_row_prefill_bit_for_bit() -> None:
-    model = tiny_model()
+@pytest.mark.parametrize("make_model", [tiny_model, qwen2_policy], ids=["tiny", "native_qwen2"])
+def test_rollouts_of_repeated_prompts_equal_per_row_prefill_bit_for_bit(make_model) -> None:
+    model = make_model()  # TinyPolicy's KVCache, and the native Llama forward's GrowingKVCache
     prompts, _ = grouped_prompts()
     shared = sample(model, prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
     per_row = sample(PerRowPrefill(model), prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
-    for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
-        assert torch.equal(getattr(shared, name), getattr(per_row, name)), name
-    assert shared.tokens.shape[1] > prompts.shape[1] + 1
-
-
-def test_native_llama_rollouts_of_repeated_prompts_equal_per_row_prefill_bit_for_bit() -> None:
-    transformers = pytest.importorskip("transformers")
-    from steerbench.local.hf import HFPolicy
-
-    torch.manual_seed(0)
-    config = transformers.Qwen2Config(
-        vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2,
-    )  # fmt: skip
-    policy = HFPolicy(transformers.AutoModelForCausalLM.from_config(config).eval())
-    assert policy.native
-    prompts, _ = grouped_prompts()
-    shared = sample(policy, prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
-    per_row = sample(PerRowPrefill(policy), prompts, 12, 1.0, EOS, torch.Generator().manual_seed(5))
     for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
         assert torch.equal(getattr(shared, name), getattr(per_row, name)), name
     assert shared.tokens.shape[1] > prompts.shape[1] + 1
@@ -109,15 +106,7 @@ def test_shared_prompt_scoring_equals_per_row_scoring_and_its_gradients(response
 
 
 def test_shared_prompt_logits_equal_per_row_logits_for_a_float64_llama() -> None:
-    transformers = pytest.importorskip("transformers")
-    from steerbench.local.hf import HFPolicy
-
-    torch.manual_seed(0)
-    config = transformers.Qwen2Config(
-        vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2,
-    )  # fmt: skip
-    policy = HFPolicy(transformers.AutoModelForCausalLM.from_config(config).double())
+    policy = qwen2_policy(torch.float64)
     prompts, _ = grouped_prompts()
     tokens = torch.cat([prompts, torch.randint(3, V, (len(prompts), 5))], 1)
     params = list(policy.parameters())
