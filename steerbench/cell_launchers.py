@@ -209,15 +209,20 @@ def run_slurm(
         import submitit
     except ImportError:
         raise UsageError("--launcher slurm needs submitit: pip install 'steerbench[slurm]'") from None
+    from submitit.core.plugins import get_executors
+
     opts = dict(options or {})
     cluster = opts.pop("cluster", None)
+    known = sorted(get_executors())
+    if cluster is not None and cluster not in known:
+        raise UsageError(f"--slurm cluster={cluster!r} is not a submitit executor; use one of {', '.join(known)}")
     params = {**SLURM_DEFAULTS, **opts}
     if cluster in ("local", "debug"):
         params.pop("nodes", None)
     executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     try:
         executor.update_parameters(slurm_array_parallelism=jobs, **params)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, NameError) as exc:  # submitit raises NameError for an unknown key
         raise UsageError(f"bad --slurm option: {exc}") from None
     threads = int(params.get("cpus_per_task", 1))
     with executor.batch():

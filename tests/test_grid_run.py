@@ -181,3 +181,20 @@ def test_slurm_launcher_through_submitit(tmp_path, cluster):
     assert _meta(tmp_path / "grid" / "grpo__standard__add__seed0")["status"] == "done"
     if cluster == "local":
         assert any((tmp_path / "grid" / ".submitit").iterdir())
+
+
+@pytest.mark.parametrize(
+    "option, named",
+    [("cluster=nonesuch", "use one of debug, local, slurm"), ("partition_typo=gpu", "partition_typo")],
+)
+def test_unknown_slurm_cluster_or_option_is_a_usage_error_before_any_cell_runs(tmp_path, option, named):
+    pytest.importorskip("submitit")
+    from cli_helpers import invoke
+
+    res = invoke(
+        "grid", "--methods", "grpo", "--seeds", "0", "--steps", "1", "--out", str(tmp_path),
+        "--launcher", "slurm", "--slurm", option, *TINY,
+    )
+    assert res.code == 2, (res.stdout, res.stderr)
+    assert named in res.stdout + res.stderr
+    assert not (tmp_path / "grid" / "grpo__standard__add__seed0" / "metrics.jsonl").exists()
