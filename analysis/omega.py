@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from steerbench.analysis.estimators import ESTIMATORS, EstimatorInputs
-from steerbench.errors import UsageError
+from steerbench.errors import RunFailed, UsageError
 
 OPTIMIZERS = ("sgd", "adam")
 LossFn = Callable[[Any], torch.Tensor]  # PolicyBatch → scalar loss
@@ -98,10 +98,13 @@ def entropy_stats(
     for s in range(0, T, step):
         log_p = torch.log_softmax(logits[:, s : s + step].to(dtype) / temperature, dim=-1)
         p = log_p.exp()
-        h = -(p * log_p).sum(-1)
+        # p·log p is 0 where p = 0: a −inf logit (a masked token) has log p = −inf, and 0·(−inf) would be
+        # NaN in the value, its tangent and its gradient; log p is zeroed there BEFORE the product
+        safe_log_p = torch.where(p > 0, log_p, torch.zeros_like(log_p))
+        h = -(p * safe_log_p).sum(-1)
         lps.append(log_p.gather(-1, targets[:, s : s + step, None]).squeeze(-1))
         hs.append(h)
-        es.append((p * p * (log_p + h[..., None])).sum(-1))
+        es.append((p * p * (safe_log_p + h[..., None])).sum(-1))
     return torch.cat(lps, 1), torch.cat(hs, 1), torch.cat(es, 1)
 
 
@@ -139,6 +142,14 @@ def jvp_entropy_change(
     ``mode="double_backward"``: with a dummy u ``(B, T)``, g(u) = ∇θ Σ_t u_t H_t, then ∂(g·Δθ)/∂u_t.
     ``mode="auto"``: forward mode, falling back to double backward if an op lacks a forward-mode rule.
     Parameters missing from ``delta`` are held fixed.
+
+    A model with a ``pad_id`` (``steerbench.local.hf.HFPolicy``) masks each row's leading pads out of
+    attention, so a padded row scores exactly like the same row unpadded; rows are differentiated with
+    their leading pads cut off (grouped by pad count). Differentiating through the pads is not only waste:
+    a pad position's hidden state can be exactly 0 (Hugging Face zero-initialises the pad embedding row),
+    where RMSNorm's Jacobian is 1/√ε (1000 at ε = 1e-6), so its tangent grows ~100× a layer, overflows to
+    inf past ~16 layers (RMSNorm runs in float32 even in a float64 model) and the masked attention
+    weight's 0·inf turns every later position's tangent into NaN.
     """
     from torch.func import functional_call, jvp
 
@@ -147,18 +158,18 @@ def jvp_entropy_change(
     tangents = {n: delta[n].to(params[n].dtype) for n in names}
     rows = row_chunk or tokens.shape[0]
 
-    def entropy_of(p: dict[str, torch.Tensor], tok: torch.Tensor) -> torch.Tensor:
+    def entropy_of(p: dict[str, torch.Tensor], tok: torch.Tensor, plen: int) -> torch.Tensor:
         out = functional_call(model, p, (tok[:, :-1],))
-        logits = (out.logits if hasattr(out, "logits") else out)[:, prompt_len - 1 :]
-        return entropy_stats(logits, tok[:, prompt_len:], temperature, dtype)[1]
+        logits = (out.logits if hasattr(out, "logits") else out)[:, plen - 1 :]
+        return entropy_stats(logits, tok[:, plen:], temperature, dtype)[1]
 
-    def forward_mode(tok: torch.Tensor) -> torch.Tensor:
-        return jvp(lambda p: entropy_of(p, tok), (params,), (tangents,))[1]
+    def forward_mode(tok: torch.Tensor, plen: int) -> torch.Tensor:
+        return jvp(lambda p: entropy_of(p, tok, plen), (params,), (tangents,))[1]
 
-    def double_backward(tok: torch.Tensor) -> torch.Tensor:
+    def double_backward(tok: torch.Tensor, plen: int) -> torch.Tensor:
         leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
         with torch.enable_grad():
-            h = entropy_of(leaves, tok)
+            h = entropy_of(leaves, tok, plen)
             u = torch.zeros_like(h, requires_grad=True)
             grads = torch.autograd.grad(
                 (h * u).sum(), list(leaves.values()), create_graph=True, allow_unused=True
@@ -170,11 +181,36 @@ def jvp_entropy_change(
 
     if mode not in ("auto", "forward", "double_backward"):
         raise UsageError(f"jvp mode={mode!r} is unknown; choose auto, forward or double_backward")
+    pad = getattr(model, "pad_id", None)
     outs = []
     with _math_attention():
         for s in range(0, tokens.shape[0], rows):
-            outs.append(_one_chunk(tokens[s : s + rows], mode, forward_mode, double_backward))
+            chunk = tokens[s : s + rows]
+            out: torch.Tensor | None = None
+            for cut, idx in _left_pad_groups(chunk, prompt_len, pad):
+                plen = prompt_len - cut
+                part = _one_chunk(
+                    chunk[idx, cut:],
+                    mode,
+                    lambda t, plen=plen: forward_mode(t, plen),
+                    lambda t, plen=plen: double_backward(t, plen),
+                )
+                if out is None:
+                    out = part.new_zeros((chunk.shape[0], part.shape[1]))
+                out[idx] = part
+            outs.append(out)
     return torch.cat(outs, 0)
+
+
+def _left_pad_groups(
+    tokens: torch.Tensor, prompt_len: int, pad_id: int | None
+) -> list[tuple[int, torch.Tensor]]:
+    """(leading pads to cut, row indices) per distinct count; at least one prompt token is kept."""
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    if pad_id is None:
+        return [(0, rows)]
+    lead = ((tokens != pad_id).long().cumsum(1) == 0).sum(1).clamp(max=prompt_len - 1)
+    return [(int(k), rows[lead == k]) for k in torch.unique(lead).tolist()]
 
 
 def _math_attention() -> Any:
@@ -327,6 +363,7 @@ def measure_entropy_change(
     if "jvp" in estimators:
         inputs.jvp = jvp_entropy_change(policy, tokens, P, delta, temperature, stat, jvp_mode, row_chunk)
     predicted = {name: ESTIMATORS[name](inputs).detach().to(torch.float64).cpu() for name in estimators}
+    check_finite_predictions(predicted, batch.response_mask)
     metrics = dict(getattr(fn, "metrics", {}) or {})
     step_norm = math.sqrt(sum(float((d.to(torch.float64) ** 2).sum()) for d in delta.values()))
     return StepResult(
@@ -340,6 +377,23 @@ def measure_entropy_change(
         metrics=metrics,
         step_norm=step_norm,
     )
+
+
+def check_finite_predictions(predicted: dict[str, torch.Tensor], response_mask: torch.Tensor) -> None:
+    """Raise :class:`RunFailed` if any estimator predicted NaN or ±inf at a valid response token.
+
+    A non-finite prediction would otherwise surface only as a null Pearson (NaN → null in the JSON)."""
+    valid = response_mask.detach().bool().cpu()
+    for name, pred in predicted.items():
+        bad = ~torch.isfinite(pred) & valid
+        if bad.any():
+            rows, cols = bad.nonzero()[0].tolist()
+            raise RunFailed(
+                f"estimator {name!r} predicted a non-finite ΔH (NaN or inf) at {int(bad.sum())} of "
+                f"{int(valid.sum())} response tokens (first: row {rows}, position {cols}); its statistics "
+                "would be undefined (null). For jvp, the tangent ∇θ(·)·Δθ overflowed to inf somewhere inside the "
+                "model's forward (e.g. a hidden state of exactly 0 under RMSNorm, repeated over many layers)"
+            )
 
 
 def stats_dtype(model_dtype: torch.dtype) -> torch.dtype:

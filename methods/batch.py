@@ -29,10 +29,21 @@ def validate_unit(unit_knob: str, unit: str, size_knob: str, size: int) -> None:
         raise MethodError(f"{size_knob}={size} is out of range; it must be ≥ 1")
 
 
-def unit_slices(rows: int, unit: str, size: int) -> list[slice]:
-    """Row slices of one statistic each: consecutive micro-batches of ``size`` sequences, or one slice."""
-    step = size if unit == "microbatch" else rows
-    return [slice(start, start + step) for start in range(0, rows, step)]
+def unit_rows(rows: int, unit: str, size: int) -> int:
+    """Sequences per unit of one statistic: a micro-batch of ``size`` sequences, or the whole batch."""
+    return size if unit == "microbatch" else rows
+
+
+def blocks(values: torch.Tensor, rows_per_block: int, fill: float | bool) -> torch.Tensor:
+    """``(rows, ...)`` → ``(blocks, rows_per_block · ...)``: consecutive blocks of rows side by side, the last
+    padded with ``fill``, so a per-unit statistic is one reduction over dim 1 for every unit at once (no
+    loop, no host sync: on a GPU a loop over units cost one synchronisation per micro-batch)."""
+    rows = values.shape[0]
+    groups = -(-rows // rows_per_block)
+    if rows % rows_per_block:
+        pad = values.new_full((groups * rows_per_block - rows, *values.shape[1:]), fill)
+        values = torch.cat([values, pad])
+    return values.reshape(groups, -1)
 
 
 @dataclass

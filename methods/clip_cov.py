@@ -2,7 +2,7 @@
 ratio clipping.
 
     per unit u (one micro-batch of ``cov_group_size`` sequences, as verl calls the loss; or the batch):
-      Cov_t = (A_t − Ā_u)(log π_t − mean_u log π)          (covariance.py; means over u's valid tokens)
+      Cov_t = (A_t − Ā_u)(log π_t − mean_u log π)          (Eq. 11; means over u's valid tokens)
       candidates = valid tokens of u not already clipped, with lb < Cov_t < ub
       n = max(1, ⌊ratio · N_valid(u)⌋) (0 when ratio = 0);  pick n candidates uniformly at random
     loss = aggregate(corr_t · ℓ_t),  corr_t = 0 on the picked tokens, 1 elsewhere
@@ -16,7 +16,7 @@ The unit: verl calls the loss once per micro-batch, so the official covariance i
 (the recipe's dynamic batching packs ≤ 20,480 tokens per GPU; ``ppo_micro_batch_size_per_gpu`` = 8);
 ``cov_group=microbatch`` takes it over consecutive slices of ``cov_group_size`` sequences of whatever
 batch the loss gets, ``cov_group=batch`` over all of it.
-The random pick uses torch's global generator, so a seeded run is reproducible.
+The random pick uses torch's global generator (of the batch's device), so a seeded run is reproducible.
 Source: Cui et al. 2025, "The Entropy Mechanism of RL for Reasoning LMs", arXiv 2505.22617.
 """
 
@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch, unit_slices, validate_unit
-from steerbench.methods.covariance import token_covariance
+from steerbench.methods.batch import MethodError, PolicyBatch, blocks, unit_rows, validate_unit
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
 from steerbench.methods.surrogate import clipped_surrogate, ppo_loss
@@ -55,22 +54,33 @@ class ClipCovConfig(GRPOConfig):
 
 
 def clip_cov_mask(batch: PolicyBatch, cfg: ClipCovConfig) -> torch.Tensor:
-    """corr: 0 on the randomly picked high-covariance tokens, 1 elsewhere."""
-    corr = torch.ones_like(batch.advantages)
+    """corr: 0 on the randomly picked high-covariance tokens, 1 elsewhere.
+
+    Every unit at once: each valid token gets a uniform random key, non-candidates the key 2, and a unit's
+    n candidates with the smallest keys are picked: a uniform random subset of min(n, #candidates), as the
+    official loss's ``randperm`` over ``nonzero`` gives, without its host synchronisations."""
     if cfg.clip_cov_ratio == 0:
-        return corr
+        return torch.ones_like(batch.advantages)
+    rows, length = batch.log_prob.shape
+    size = unit_rows(rows, cfg.cov_group, cfg.cov_group_size)
     terms = clipped_surrogate(batch, cfg)
-    unclipped = ~(terms.clipped_high | terms.clipped_low)
-    for rows in unit_slices(batch.log_prob.shape[0], cfg.cov_group, cfg.cov_group_size):
-        mask = batch.response_mask[rows]
-        cov = token_covariance(batch.advantages[rows], batch.log_prob[rows], batch.mask[rows])
-        window = (cov > cfg.clip_cov_lb) & (cov < cfg.clip_cov_ub) & mask.bool() & unclipped[rows]
-        candidates = torch.nonzero(window)
-        n_pick = max(1, int(cfg.clip_cov_ratio * int(mask.sum())))
-        if len(candidates):
-            picked = candidates[torch.randperm(len(candidates))[:n_pick]]
-            corr[rows][picked[:, 0], picked[:, 1]] = 0.0
-    return corr
+    with torch.no_grad():
+        mask = blocks(batch.mask, size, 0.0)
+        count = mask.sum(1, keepdim=True).clamp_min(1)
+
+        def centred(x: torch.Tensor) -> torch.Tensor:  # x − its unit's mean over valid tokens
+            x = blocks(x.detach(), size, 0.0)
+            return x - (x * mask).sum(1, keepdim=True) / count
+
+        cov = centred(batch.advantages) * centred(batch.log_prob)
+        valid = blocks(batch.response_mask.bool(), size, False)
+        unclipped = blocks(~(terms.clipped_high | terms.clipped_low), size, False)
+        window = (cov > cfg.clip_cov_lb) & (cov < cfg.clip_cov_ub) & valid & unclipped
+        n_pick = (valid.sum(1, keepdim=True).double() * cfg.clip_cov_ratio).floor().clamp_min(1)
+        keys = torch.rand(window.shape, device=window.device).masked_fill_(~window, 2.0)
+        rank = keys.argsort(1).argsort(1)
+        picked = (window & (rank < n_pick)).reshape(-1, length)[:rows]
+    return torch.where(picked, 0.0, 1.0).to(batch.advantages.dtype)
 
 
 def clip_cov_loss(batch: PolicyBatch, cfg: ClipCovConfig) -> tuple[torch.Tensor, dict[str, float]]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch, validate_choice, validate_unit
+from steerbench.methods.batch import MethodError, PolicyBatch, blocks, validate_choice, validate_unit
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
 from steerbench.methods.surrogate import importance_ratio, ppo_loss
@@ -115,7 +115,6 @@ def group_weights(
     at once; returns (weights, |Ω| with non-finite Ω zeroed, number of valid non-finite Ω)."""
     with torch.no_grad():
         rows = omega.shape[0]
-        groups = -(-rows // rows_per_group)
         valid = response_mask.bool()
         magnitude = torch.nan_to_num(omega, nan=0.0, posinf=0.0, neginf=0.0).abs_()
         nonfinite = 0
@@ -123,11 +122,8 @@ def group_weights(
             nonfinite = int(torch.isfinite(omega).logical_not_().logical_and_(valid).sum())
 
         def per_row(extreme: str, fill: float) -> torch.Tensor:  # the group's max/min |Ω| over valid tokens
-            masked = torch.where(valid, magnitude, fill)
-            if rows % rows_per_group:  # pad the last group to full size with the neutral value
-                pad = masked.new_full((groups * rows_per_group - rows, *omega.shape[1:]), fill)
-                masked = torch.cat([masked, pad])
-            stat = getattr(masked.view(groups, -1), extreme)(1)
+            masked = blocks(torch.where(valid, magnitude, fill), rows_per_group, fill)  # pad: neutral value
+            stat = getattr(masked, extreme)(1)
             return stat.repeat_interleave(rows_per_group)[:rows].view(-1, *[1] * (omega.dim() - 1))
 
         top = per_row("amax", -math.inf)  # −inf only in a group without valid tokens: all weights stay 1

@@ -281,6 +281,7 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
     from steerbench.config import compose
     from steerbench.execute import run_dir_name
     from steerbench.runstore import variant_of
+    from steerbench.verl.launch import check_inputs
 
     fixed = [f"{k}={v[0]}" for k, v in sorted(spec.overrides.items()) if len(v) == 1]
     swept = sorted((k, v) for k, v in spec.overrides.items() if len(v) > 1)
@@ -299,6 +300,8 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
         overrides += sweep
         try:
             cfg = compose(overrides)
+            if cfg.backend == "verl":  # a missing model or data file fails here, not in the first cell's job
+                check_inputs(cfg, cfg.verl.launcher)
         except UsageError as exc:
             raise UsageError(f"grid cell {' '.join(overrides)}: {exc}") from None
         name = run_dir_name(cfg) + "".join(

@@ -70,7 +70,7 @@ def _failure(code: str) -> str | None:
 
 def test_every_third_party_path_the_project_uses_imports_and_runs():
     with ThreadPoolExecutor(max_workers=4) as pool:
-        errors = dict(zip(PATHS, pool.map(_failure, PATHS.values())))
+        errors = dict(zip(PATHS, pool.map(_failure, PATHS.values()), strict=True))
     broken = {name: err for name, err in errors.items() if err is not None}
     if broken:
         versions = ", ".join(f"{dist} {_version(dist)}" for dist in INVOLVED)

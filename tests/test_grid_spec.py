@@ -213,3 +213,27 @@ def test_cli_bad_method_exits_2_and_names_it(tmp_path):
     proc = _cli("grid", "--methods", "grpo", "--launcher", "pbs", "--out", str(tmp_path))
     assert proc.returncode == 2 and "pbs" in proc.stderr
     assert not (tmp_path / "grid" / "grpo__standard__add__seed0").exists()
+
+
+def test_grid_takes_the_verl_backend_flags_and_checks_its_inputs_before_any_cell(tmp_path):
+    from cli_helpers import invoke
+
+    train, val, model = tmp_path / "dapo.parquet", tmp_path / "aime.parquet", tmp_path / "model"
+    train.touch(), val.touch(), model.mkdir()
+    flags = ["--backend", "verl", "--model", str(model), "--train-data", str(train)]
+    res = invoke(
+        "grid", "paper", *flags, "--val-data", str(val), "--dry-run", "--json", "--out", str(tmp_path)
+    )
+    assert res.code == 0, res.stderr
+    cells = json.loads(res.stdout)["cells"]
+    assert len(cells) == 120
+    assert all({"backend=verl", f"verl.train_files={train}"} <= set(c["overrides"]) for c in cells)
+    missing = invoke("grid", "paper", *flags, "--dry-run", "--out", str(tmp_path))
+    assert missing.code == 2 and "--val-data" in missing.stdout + missing.stderr
+    absent = invoke(
+        "grid", "paper", *flags, "--val-data", str(tmp_path / "nope.parquet"), "--out", str(tmp_path)
+    )
+    assert absent.code == 2 and "nope.parquet does not exist" in " ".join(
+        (absent.stdout + absent.stderr).split()
+    )
+    assert not (tmp_path / "paper").exists()

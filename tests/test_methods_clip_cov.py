@@ -69,3 +69,72 @@ def test_the_covariance_unit_is_a_knob():
         -0.1,
         abs_tol=1e-12,
     )
+
+
+def official_pick(batch: PolicyBatch, rows: slice, ratio: float, lb: float, ub: float) -> torch.Tensor:
+    """The official loss's pick on one micro-batch (verl core_algos.compute_policy_loss_clip_cov, ε = 1/1,
+    nothing clipped here): nonzero over the window, randperm, the first max(1, ⌊ratio·N⌋)."""
+    adv, logp, m = batch.advantages[rows], batch.log_prob[rows].detach(), batch.response_mask[rows]
+    cov = (adv - (adv * m).sum() / m.sum()) * (logp - (logp * m).sum() / m.sum())
+    idx = torch.nonzero((cov > lb) & (cov < ub) & (m > 0))
+    n = max(int(ratio * m.sum().item()), 1)
+    corr = torch.ones_like(adv)
+    picked = idx[torch.randperm(len(idx))[: min(n, len(idx))]]
+    corr[picked[:, 0], picked[:, 1]] = 0
+    return corr
+
+
+def covariance_batch(rows: int = 20, length: int = 12) -> PolicyBatch:
+    g = torch.Generator().manual_seed(3)
+    log_p = -torch.rand(rows, length, generator=g, dtype=torch.float64) * 4
+    mask = (torch.rand(rows, length, generator=g) > 0.2).double()
+    return PolicyBatch(
+        log_prob=log_p,
+        old_log_prob=log_p.clone(),  # r = 1: nothing clipped at ε = 1
+        advantages=torch.randn(rows, 1, generator=g, dtype=torch.float64).expand(rows, length).mul(3).clone(),
+        response_mask=mask,
+    )
+
+
+def test_each_micro_batch_detaches_as_many_tokens_as_the_official_loss_and_only_its_candidates():
+    from steerbench.methods.clip_cov import ClipCovConfig, clip_cov_mask
+
+    b = covariance_batch()  # 20 rows: micro-batches of 8, 8 and a short last one of 4
+    for ratio, lb in ((0.05, 0.2), (0.5, 0.2), (1e-4, 1.0)):
+        cfg = ClipCovConfig(clip_cov_ratio=ratio, clip_cov_lb=lb)
+        ours = clip_cov_mask(b, cfg)
+        for start in (0, 8, 16):
+            rows = slice(start, start + 8)
+            theirs = official_pick(b, rows, ratio, lb, cfg.clip_cov_ub)
+            assert int((ours[rows] == 0).sum()) == int((theirs == 0).sum()) > 0, (ratio, start)
+            # the candidates are the official ones: with ratio 1 both detach all of them
+            every = official_pick(b, rows, 1.0, lb, cfg.clip_cov_ub)
+            assert bool(((ours[rows] == 0) <= (every == 0)).all())
+
+
+def test_the_pick_is_uniform_over_the_candidates():
+    """Over 4,000 draws each candidate of a micro-batch is picked with probability n / #candidates."""
+    from steerbench.methods.clip_cov import ClipCovConfig, clip_cov_mask
+
+    b = covariance_batch(rows=8)
+    cfg = ClipCovConfig(clip_cov_ratio=0.05, clip_cov_lb=0.2)
+    candidates = official_pick(b, slice(0, 8), 1.0, 0.2, cfg.clip_cov_ub) == 0
+    n = max(1, int(0.05 * b.response_mask.sum().item()))
+    torch.manual_seed(0)
+    draws = 4000
+    counts = sum((clip_cov_mask(b, cfg) == 0).double() for _ in range(draws))
+    p = n / int(candidates.sum())
+    assert counts[~candidates].sum() == 0
+    freq = counts[candidates] / draws
+    # binomial: 5 standard errors, so a correct pick fails about once in a million candidates
+    assert float((freq - p).abs().max()) < 5 * math.sqrt(p * (1 - p) / draws), (freq.min(), freq.max(), p)
+
+
+def test_a_seeded_pick_is_reproducible():
+    from steerbench.methods.clip_cov import ClipCovConfig, clip_cov_mask
+
+    b, cfg = covariance_batch(), ClipCovConfig(clip_cov_ratio=0.05, clip_cov_lb=0.2)
+    torch.manual_seed(7)
+    first = clip_cov_mask(b, cfg)
+    torch.manual_seed(7)
+    assert torch.equal(first, clip_cov_mask(b, cfg))

@@ -1,7 +1,7 @@
 """validate-omega's vLLM rollouts: flag resolution, and the conversion of vLLM's completions into the
 (tokens, response_mask) layout of ``generate``. vLLM needs a GPU and is not installed on CPU machines, so its
 engine is stood in for by a recording object with vLLM's output shape; the GPU recipe
-(benchmarks/omega_gpu_check.py) runs the real engine."""
+(benchmarks/gpu_check.py) runs the real engine."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The README's two commands are the ones CI and users run, and they install through the locks."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

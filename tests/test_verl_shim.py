@@ -11,45 +11,15 @@ import torch
 
 pytest.importorskip("verl")
 
-from verl_helpers import verl_cfg, verl_config, worker_actor_config  # noqa: E402
-
 from steerbench.methods import PolicyBatch, compute_policy_loss  # noqa: E402
+from steerbench.verl.tiny import engine_micro_batch as engine_batch  # noqa: E402
+from steerbench.verl.tiny import verl_cfg, verl_config, worker_actor_config  # noqa: E402
 
 _ROOT = Path(tempfile.mkdtemp(prefix="steerbench-verl-shim-"))
 
 
 def actor_config(method: str, **knobs):
     return worker_actor_config(_ROOT, method, knobs)
-
-
-def engine_batch(b: int = 4, p: int = 3, t: int = 6, seed: int = 0):
-    """A micro-batch as verl's engine hands it to ppo_loss: padded prompts/responses, flat model outputs."""
-    from tensordict import TensorDict
-    from verl.utils import tensordict_utils as tu
-
-    g = torch.Generator().manual_seed(seed)
-    response_mask = torch.ones(b, t, dtype=torch.long)
-    for i in range(b):
-        response_mask[i, t - i :] = 0
-    attention_mask = torch.cat([torch.ones(b, p, dtype=torch.long), response_mask], dim=1)
-    total = int(attention_mask.sum())
-    data = TensorDict(
-        {
-            "prompts": torch.ones(b, p, dtype=torch.long),
-            "responses": torch.ones(b, t, dtype=torch.long),
-            "attention_mask": attention_mask,
-            "response_mask": response_mask,
-            "old_log_probs": -torch.rand(b, t, generator=g) - 0.1,
-            "advantages": torch.randn(b, 1, generator=g).expand(b, t).contiguous(),
-            "ref_log_prob": -torch.rand(b, t, generator=g) - 0.1,
-            "entropy": torch.rand(b, t, generator=g) * 2,  # π_old's, as _compute_old_log_prob stores it
-        },
-        batch_size=[b],
-    )
-    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=int(response_mask.sum()), global_batch_size=b)
-    flat_log_probs = (-torch.rand(total, generator=g) - 0.1).requires_grad_(True)
-    flat_entropy = torch.rand(total, generator=g) * 2
-    return data, {"log_probs": flat_log_probs, "entropy": flat_entropy}
 
 
 @pytest.mark.parametrize("method", ["steer", "kl"])

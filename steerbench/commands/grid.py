@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from steerbench.commands.run import FLAG_KEYS
 from steerbench.errors import RunFailed, UsageError
 
 
@@ -27,7 +28,17 @@ def grid_command(
         None, "--exclude", help="Comma-separated METHOD/SCENARIO pairs to leave out ('' runs every pair)."
     ),
     name: str = typer.Option(None, "--name", help="Grid folder name (default: the YAML's name, or 'grid')."),
-    launcher: str = typer.Option("local", "--launcher", help="local | ray | slurm."),
+    backend: str = typer.Option(
+        None, "--backend", help="local (embedded, CPU; default) | verl (GPUs), every cell."
+    ),
+    model: str = typer.Option(None, "--model", help="Local Hugging Face causal-LM directory, every cell."),
+    train_data: str = typer.Option(
+        None, "--train-data", help="verl backend: training parquet (verl format)."
+    ),
+    val_data: str = typer.Option(None, "--val-data", help="verl backend: validation parquet (verl format)."),
+    gpus: int = typer.Option(None, "--gpus", help="verl backend: GPUs per node, per cell."),
+    nodes: int = typer.Option(None, "--nodes", help="verl backend: nodes, per cell."),
+    launcher: str = typer.Option("local", "--launcher", help="How cells start: local | ray | slurm."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Cells running at once (local pool / Ray / array)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start one)."),
     slurm: list[str] = typer.Option(
@@ -40,9 +51,15 @@ def grid_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Run a grid of runs; finished cells are skipped and partial ones resume from their checkpoint."""
+    from steerbench.commands.run import flag_overrides
     from steerbench.grid import build_spec, plan, run_grid
 
     args = list(args or [])
+    # the run flags every cell shares, as overrides; raw KEY=VALUE given after them win
+    shared = dict(
+        backend=backend, model=model, train_data=train_data, val_data=val_data, gpus=gpus, nodes=nodes
+    )
+    flags = flag_overrides({**dict.fromkeys(FLAG_KEYS), **shared})
     grid_ref = None
     if args and "=" not in args[0]:
         grid_ref = args.pop(0)
@@ -57,7 +74,7 @@ def grid_command(
         seeds=seeds,
         steps=steps,
         exclude=exclude,
-        overrides=args,
+        overrides=flags + args,
     )
     grid_dir, cells = plan(spec, out)
     console = Console(stderr=as_json)

@@ -1,6 +1,6 @@
 """A tiny random-weight Qwen2 causal LM with a byte-level BPE tokenizer and a chat template, built offline.
 
-For tests, the GPU check of ``validate-omega`` (``benchmarks/omega_gpu_check.py``) and the verl smoke runs
+For tests, the GPU check of ``validate-omega`` (``benchmarks/gpu_check.py``) and the verl smoke runs
 (``steerbench.verl.tiny``): real transformers and tokenizers code paths (chat template, padding, generate,
 vLLM) without downloading anything. A random model scores nothing on a real reward.
 """
@@ -58,14 +58,18 @@ def save_tiny_qwen2(
     dtype: torch.dtype = torch.float32,
     pad_vocab_to: int = 1,
     max_positions: int = 512,
+    family: str = "qwen2",
 ) -> Path:
-    """save_pretrained a random Qwen2 (``layers`` × ``hidden``, head dim hidden / heads) and its tokenizer
-    (:func:`train_tokenizer`) under ``path``; the embedding is padded to a multiple of ``pad_vocab_to``."""
+    """save_pretrained a random Qwen2 (``layers`` × ``hidden``, head dim hidden / heads; ``family="llama"``:
+    a Llama of that shape) and its tokenizer (:func:`train_tokenizer`) under ``path``; the embedding is
+    padded to a multiple of ``pad_vocab_to``."""
     import transformers
 
+    classes = {"qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "llama": ("LlamaConfig", "LlamaForCausalLM")}
+    config_class, model_class = (getattr(transformers, name) for name in classes[family])
     tokenizer = train_tokenizer(texts, vocab_size)
     torch.manual_seed(seed)
-    config = transformers.Qwen2Config(
+    config = config_class(
         vocab_size=-(-len(tokenizer) // pad_vocab_to) * pad_vocab_to,
         hidden_size=hidden,
         intermediate_size=2 * hidden,
@@ -78,7 +82,7 @@ def save_tiny_qwen2(
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
-    model = transformers.Qwen2ForCausalLM(config).to(dtype)  # type: ignore[arg-type]
+    model = model_class(config).to(dtype)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(path)

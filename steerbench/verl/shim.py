@@ -46,6 +46,7 @@ from typing import Any
 
 from steerbench.verl.compat import require_verl
 from steerbench.verl.losses import ADVANTAGE_INPUTS, EXTRA_INPUTS
+from steerbench.verl.omega import OMEGA_INTERNALS, omega_every
 from steerbench.verl.omega import after_actor_update as omega_after_actor_update
 
 PPO_LOSS_INTERNALS = (
@@ -299,6 +300,8 @@ def make_shimmed_trainer(base: type) -> type:
 
     class SteerbenchTrainer(base):  # type: ignore[misc,valid-type]
         def init(self) -> None:
+            if omega_every(self.config):  # a bad K or a moved internal stops the run now, not at step K
+                require_verl(*OMEGA_INTERNALS)
             super().init()
             install_advantage_shim()
             actor = self.config.actor_rollout_ref.actor
