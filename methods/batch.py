@@ -29,6 +29,12 @@ def validate_unit(unit_knob: str, unit: str, size_knob: str, size: int) -> None:
         raise MethodError(f"{size_knob}={size} is out of range; it must be ≥ 1")
 
 
+def unit_slices(rows: int, unit: str, size: int) -> list[slice]:
+    """Row slices of one statistic each: consecutive micro-batches of ``size`` sequences, or one slice."""
+    step = unit_rows(rows, unit, size)
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
 def unit_rows(rows: int, unit: str, size: int) -> int:
     """Sequences per unit of one statistic: a micro-batch of ``size`` sequences, or the whole batch."""
     return size if unit == "microbatch" else rows

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.methods.aggregation import masked_mean
-from steerbench.methods.batch import MethodError, PolicyBatch, blocks, unit_rows, validate_unit
+from steerbench.methods.batch import MethodError, PolicyBatch, blocks, unit_rows, unit_slices, validate_unit
+from steerbench.methods.covariance import token_covariance
 from steerbench.methods.grpo import GRPOConfig, grpo_shaper
 from steerbench.methods.registry import MethodSpec, register
 from steerbench.methods.surrogate import clipped_surrogate, ppo_loss
@@ -56,14 +57,38 @@ class ClipCovConfig(GRPOConfig):
 def clip_cov_mask(batch: PolicyBatch, cfg: ClipCovConfig) -> torch.Tensor:
     """corr: 0 on the randomly picked high-covariance tokens, 1 elsewhere.
 
-    Every unit at once: each valid token gets a uniform random key, non-candidates the key 2, and a unit's
-    n candidates with the smallest keys are picked: a uniform random subset of min(n, #candidates), as the
-    official loss's ``randperm`` over ``nonzero`` gives, without its host synchronisations."""
+    On the CPU the official loop (``nonzero`` + ``randperm`` per unit: the draws every committed run made);
+    on an accelerator, where each iteration of that loop waits for the host, every unit at once
+    (:func:`pick_by_rank`): the same distribution, another random stream."""
     if cfg.clip_cov_ratio == 0:
         return torch.ones_like(batch.advantages)
+    terms = clipped_surrogate(batch, cfg)
+    unclipped = ~(terms.clipped_high | terms.clipped_low)
+    pick = pick_by_permutation if batch.advantages.device.type == "cpu" else pick_by_rank
+    return pick(batch, unclipped, cfg)
+
+
+def pick_by_permutation(batch: PolicyBatch, unclipped: torch.Tensor, cfg: ClipCovConfig) -> torch.Tensor:
+    """The official pick, one unit at a time: a random permutation of the unit's candidates, its first n."""
+    corr = torch.ones_like(batch.advantages)
+    for rows in unit_slices(batch.log_prob.shape[0], cfg.cov_group, cfg.cov_group_size):
+        mask = batch.response_mask[rows]
+        cov = token_covariance(batch.advantages[rows], batch.log_prob[rows], batch.mask[rows])
+        window = (cov > cfg.clip_cov_lb) & (cov < cfg.clip_cov_ub) & mask.bool() & unclipped[rows]
+        candidates = torch.nonzero(window)
+        n_pick = max(1, int(cfg.clip_cov_ratio * int(mask.sum())))
+        if len(candidates):
+            picked = candidates[torch.randperm(len(candidates))[:n_pick]]
+            corr[rows][picked[:, 0], picked[:, 1]] = 0.0
+    return corr
+
+
+def pick_by_rank(batch: PolicyBatch, unclipped: torch.Tensor, cfg: ClipCovConfig) -> torch.Tensor:
+    """The same pick for every unit at once, without a host synchronisation: each token gets a uniform
+    random key (non-candidates the key 2), and a unit's n candidates with the smallest keys are picked,
+    a uniform random subset of min(n, #candidates)."""
     rows, length = batch.log_prob.shape
     size = unit_rows(rows, cfg.cov_group, cfg.cov_group_size)
-    terms = clipped_surrogate(batch, cfg)
     with torch.no_grad():
         mask = blocks(batch.mask, size, 0.0)
         count = mask.sum(1, keepdim=True).clamp_min(1)
@@ -74,8 +99,7 @@ def clip_cov_mask(batch: PolicyBatch, cfg: ClipCovConfig) -> torch.Tensor:
 
         cov = centred(batch.advantages) * centred(batch.log_prob)
         valid = blocks(batch.response_mask.bool(), size, False)
-        unclipped = blocks(~(terms.clipped_high | terms.clipped_low), size, False)
-        window = (cov > cfg.clip_cov_lb) & (cov < cfg.clip_cov_ub) & valid & unclipped
+        window = (cov > cfg.clip_cov_lb) & (cov < cfg.clip_cov_ub) & valid & blocks(unclipped, size, False)
         n_pick = (valid.sum(1, keepdim=True).double() * cfg.clip_cov_ratio).floor().clamp_min(1)
         keys = torch.rand(window.shape, device=window.device).masked_fill_(~window, 2.0)
         rank = keys.argsort(1).argsort(1)

@@ -96,13 +96,24 @@ def covariance_batch(rows: int = 20, length: int = 12) -> PolicyBatch:
     )
 
 
-def test_each_micro_batch_detaches_as_many_tokens_as_the_official_loss_and_only_its_candidates():
-    from steerbench.methods.clip_cov import ClipCovConfig, clip_cov_mask
+PICKS = ["pick_by_permutation", "pick_by_rank"]  # the CPU's official loop; every unit at once (accelerators)
+
+
+def pick(name: str, b: PolicyBatch, cfg) -> torch.Tensor:
+    from steerbench.methods import clip_cov
+
+    terms = clip_cov.clipped_surrogate(b, cfg)
+    return getattr(clip_cov, name)(b, ~(terms.clipped_high | terms.clipped_low), cfg)
+
+
+@pytest.mark.parametrize("name", PICKS)
+def test_each_micro_batch_detaches_as_many_tokens_as_the_official_loss_and_only_its_candidates(name):
+    from steerbench.methods.clip_cov import ClipCovConfig
 
     b = covariance_batch()  # 20 rows: micro-batches of 8, 8 and a short last one of 4
     for ratio, lb in ((0.05, 0.2), (0.5, 0.2), (1e-4, 1.0)):
         cfg = ClipCovConfig(clip_cov_ratio=ratio, clip_cov_lb=lb)
-        ours = clip_cov_mask(b, cfg)
+        ours = pick(name, b, cfg)
         for start in (0, 8, 16):
             rows = slice(start, start + 8)
             theirs = official_pick(b, rows, ratio, lb, cfg.clip_cov_ub)
@@ -112,9 +123,10 @@ def test_each_micro_batch_detaches_as_many_tokens_as_the_official_loss_and_only_
             assert bool(((ours[rows] == 0) <= (every == 0)).all())
 
 
-def test_the_pick_is_uniform_over_the_candidates():
+@pytest.mark.parametrize("name", PICKS)
+def test_the_pick_is_uniform_over_the_candidates(name):
     """Over 4,000 draws each candidate of a micro-batch is picked with probability n / #candidates."""
-    from steerbench.methods.clip_cov import ClipCovConfig, clip_cov_mask
+    from steerbench.methods.clip_cov import ClipCovConfig
 
     b = covariance_batch(rows=8)
     cfg = ClipCovConfig(clip_cov_ratio=0.05, clip_cov_lb=0.2)
@@ -122,7 +134,7 @@ def test_the_pick_is_uniform_over_the_candidates():
     n = max(1, int(0.05 * b.response_mask.sum().item()))
     torch.manual_seed(0)
     draws = 4000
-    counts = sum((clip_cov_mask(b, cfg) == 0).double() for _ in range(draws))
+    counts = sum((pick(name, b, cfg) == 0).double() for _ in range(draws))
     p = n / int(candidates.sum())
     assert counts[~candidates].sum() == 0
     freq = counts[candidates] / draws
@@ -130,11 +142,15 @@ def test_the_pick_is_uniform_over_the_candidates():
     assert float((freq - p).abs().max()) < 5 * math.sqrt(p * (1 - p) / draws), (freq.min(), freq.max(), p)
 
 
-def test_a_seeded_pick_is_reproducible():
+def test_on_the_cpu_the_pick_is_the_official_loops_draw_for_draw():
+    """The committed CPU runs' draws: the same seed gives the official loop's picks exactly."""
     from steerbench.methods.clip_cov import ClipCovConfig, clip_cov_mask
 
     b, cfg = covariance_batch(), ClipCovConfig(clip_cov_ratio=0.05, clip_cov_lb=0.2)
     torch.manual_seed(7)
-    first = clip_cov_mask(b, cfg)
+    ours = clip_cov_mask(b, cfg)
     torch.manual_seed(7)
-    assert torch.equal(first, clip_cov_mask(b, cfg))
+    theirs = torch.cat([official_pick(b, slice(s, s + 8), 0.05, 0.2, cfg.clip_cov_ub) for s in (0, 8, 16)])
+    assert torch.equal(ours, theirs)
+    torch.manual_seed(7)
+    assert torch.equal(ours, clip_cov_mask(b, cfg))
