@@ -67,14 +67,22 @@ def compile_locks(scratch: Path) -> dict[str, Path]:
     if any(TORCH_WHEELS.glob(f"torch-{TORCH}+cpu-*.whl")):
         source = ["--find-links", str(TORCH_WHEELS)]
     else:
-        source = ["--extra-index-url", "https://download.pytorch.org/whl/cpu", "--index-strategy", "unsafe-best-match"]
+        source = [
+            "--extra-index-url",
+            "https://download.pytorch.org/whl/cpu",
+            "--index-strategy",
+            "unsafe-best-match",
+        ]
     common = [*TARGET, *source, "-c", str(torch_pin), "--generate-hashes", "--no-emit-package", "torch",
               "--custom-compile-command", "python requirements/refresh.py", "--no-emit-index-url", "--no-emit-find-links"]  # fmt: skip
     out: dict[str, Path] = {}
     for name, extras in LOCKS.items():
         inside = ["-c", str(out["test"])] if name == "run" else []
         out[name] = scratch / f"{name}.txt"
-        run([uv, "pip", "compile", ROOT / "pyproject.toml", *extras, *common, *inside, "-o", out[name]], cwd=ROOT)
+        run(
+            [uv, "pip", "compile", ROOT / "pyproject.toml", *extras, *common, *inside, "-o", out[name]],
+            cwd=ROOT,
+        )
     return out
 
 
@@ -87,13 +95,19 @@ def test_lock(lock: Path, scratch: Path, pytest_args: list[str]) -> bool:
     run([pip, "install", "-q", "--require-hashes", "-r", lock])
     run([pip, "install", "-q", "--no-deps", "-e", ROOT])
     env = {**os.environ, "STEERBENCH_CACHE": str(scratch / "cache")}
-    return subprocess.run([str(python), "-m", "pytest", "-q", *pytest_args], cwd=ROOT, env=env).returncode == 0
+    return (
+        subprocess.run([str(python), "-m", "pytest", "-q", *pytest_args], cwd=ROOT, env=env).returncode == 0
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--diff", action="store_true", help="resolve and diff only; keep the current locks")
-    parser.add_argument("--no-test", action="store_true", help="write the new locks without running the suite")
+    parser.add_argument(
+        "--no-test", action="store_true", help="write the new locks without running the suite"
+    )
     parser.add_argument("pytest_args", nargs="*", help="arguments for pytest (after --)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="steerbench-lock-") as tmp:

@@ -215,7 +215,9 @@ def run_slurm(
     cluster = opts.pop("cluster", None)
     known = sorted(get_executors())
     if cluster is not None and cluster not in known:
-        raise UsageError(f"--slurm cluster={cluster!r} is not a submitit executor; use one of {', '.join(known)}")
+        raise UsageError(
+            f"--slurm cluster={cluster!r} is not a submitit executor; use one of {', '.join(known)}"
+        )
     params = {**SLURM_DEFAULTS, **opts}
     if cluster in ("local", "debug"):
         params.pop("nodes", None)

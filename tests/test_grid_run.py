@@ -192,8 +192,20 @@ def test_unknown_slurm_cluster_or_option_is_a_usage_error_before_any_cell_runs(t
     from cli_helpers import invoke
 
     res = invoke(
-        "grid", "--methods", "grpo", "--seeds", "0", "--steps", "1", "--out", str(tmp_path),
-        "--launcher", "slurm", "--slurm", option, *TINY,
+        "grid",
+        "--methods",
+        "grpo",
+        "--seeds",
+        "0",
+        "--steps",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--launcher",
+        "slurm",
+        "--slurm",
+        option,
+        *TINY,
     )
     assert res.code == 2, (res.stdout, res.stderr)
     assert named in res.stdout + res.stderr

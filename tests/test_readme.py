@@ -16,7 +16,9 @@ def readme_commands() -> list[str]:
 
 def lock_pins(name: str) -> dict[str, str]:
     text = (ROOT / "requirements" / f"{name}.txt").read_text()
-    return {canonicalize_name(n): v for n, v in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", text, flags=re.M)}
+    return {
+        canonicalize_name(n): v for n, v in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", text, flags=re.M)
+    }
 
 
 def test_ci_runs_exactly_the_readme_test_command():
@@ -45,7 +47,10 @@ def test_locks_pin_every_declared_requirement_within_its_range_and_agree():
         return out
 
     run, test = lock_pins("run"), lock_pins("test")
-    for lock, reqs in ((run, list(map(Requirement, project["dependencies"]))), (test, declared(["dev", "verl"]))):
+    for lock, reqs in (
+        (run, list(map(Requirement, project["dependencies"]))),
+        (test, declared(["dev", "verl"])),
+    ):
         for req in reqs:
             name = canonicalize_name(req.name)
             if name == "torch":

@@ -62,8 +62,10 @@ def build_task(cfg: DictConfig) -> Task:
     return get_task(name, **params)
 
 
-def cache_dir(cfg: DictConfig) -> Path:
-    configured = cfg.warm_start.cache_dir or os.environ.get("STEERBENCH_CACHE") or "~/.cache/steerbench"
+def cache_dir(cfg: DictConfig | None = None) -> Path:
+    """steerbench's cache: ``warm_start.cache_dir`` if set, else $STEERBENCH_CACHE, else ~/.cache/steerbench."""
+    configured = cfg.warm_start.cache_dir if cfg is not None else None
+    configured = configured or os.environ.get("STEERBENCH_CACHE") or "~/.cache/steerbench"
     return Path(configured).expanduser()
 
 

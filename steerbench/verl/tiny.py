@@ -116,5 +116,7 @@ def engine_micro_batch(b: int = 4, p: int = 3, t: int = 6, seed: int = 0, device
     )
     tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=int(response_mask.sum()), global_batch_size=b)
     flat_log_probs = (-torch.rand(total, generator=g) - 0.1).to(device).requires_grad_(True)
-    flat_entropy = (torch.rand(total, generator=g) * 2).to(device).requires_grad_(True)  # entropy_bonus trains it
+    flat_entropy = (
+        (torch.rand(total, generator=g) * 2).to(device).requires_grad_(True)
+    )  # entropy_bonus trains it
     return data.to(device), {"log_probs": flat_log_probs, "entropy": flat_entropy}
