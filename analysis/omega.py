@@ -398,11 +398,54 @@ def stats_dtype(model_dtype: torch.dtype) -> torch.dtype:
     return model_dtype if model_dtype == torch.float64 else torch.float32
 
 
-def fit_row_chunk(rows: int, length: int, vocab: int, budget_bytes: int) -> int:
-    """Rows per forward so that ~8 float32 copies of their (length × vocab) logits fit in ``budget_bytes``
-    (logits, log-softmax, probabilities and their gradients or tangents dominate at a 150k vocabulary)."""
-    per_row = 8 * 4 * max(1, length) * max(1, vocab)
-    return max(1, min(rows, budget_bytes // per_row))
+# Bytes one ``measure_entropy_change`` adds to what was resident before it (forward, backward and JVP over
+# ``row_chunk`` sequences), fitted by ``benchmarks/omega_memory.py`` on the CPU in float32 (8 random Llamas,
+# 2–30 layers, vocabularies 4k–49k; worst error 25%): the model's copy, its gradient and the step; float32
+# copies of each token's vocabulary row; activations per layer and hidden unit; a fixed overhead.
+MEMORY_MODEL = {"param_copies": 3.2, "vocab_rows": 12.3, "activations": 15.5, "overhead": 247 * 2**20}
+
+
+@dataclass
+class MemoryShape:
+    """What the memory of one measurement depends on."""
+
+    params: int  # parameter count
+    layers: int
+    hidden: int
+    vocab: int
+    dtype_bytes: int  # the measured copy's dtype (statistics stay float32)
+
+    @classmethod
+    def of(cls, model: nn.Module, dtype: torch.dtype) -> MemoryShape:
+        hf = getattr(getattr(model, "lm", None), "config", None)  # HFPolicy; else the tiny model's cfg
+        tiny = getattr(model, "cfg", None)
+        layers = getattr(hf, "num_hidden_layers", None) or getattr(tiny, "n_layer", 1)
+        hidden = getattr(hf, "hidden_size", None) or getattr(tiny, "d_model", 1)
+        vocab = getattr(model, "vocab_size", None) or getattr(tiny, "vocab_size", 1)
+        return cls(
+            params=sum(p.numel() for p in model.parameters()),
+            layers=int(layers),
+            hidden=int(hidden),
+            vocab=int(vocab),
+            dtype_bytes=torch.tensor([], dtype=dtype).element_size(),
+        )
+
+    def fixed_bytes(self) -> float:
+        return MEMORY_MODEL["param_copies"] * self.params * self.dtype_bytes + MEMORY_MODEL["overhead"]
+
+    def token_bytes(self) -> float:
+        vocab = MEMORY_MODEL["vocab_rows"] * 4 * self.vocab
+        return vocab + MEMORY_MODEL["activations"] * self.layers * self.hidden * self.dtype_bytes
+
+    def predicted_peak(self, row_chunk: int, length: int) -> int:
+        """Bytes above the resident set before the measurement, for ``row_chunk`` rows of ``length`` tokens."""
+        return int(self.fixed_bytes() + row_chunk * length * self.token_bytes())
+
+
+def fit_row_chunk(rows: int, length: int, shape: MemoryShape, budget_bytes: float) -> int:
+    """The most rows per pass (≤ rows, ≥ 1) whose predicted memory fits in ``budget_bytes``."""
+    free = budget_bytes - shape.fixed_bytes()
+    return max(1, min(rows, int(free // (max(1, length) * shape.token_bytes()))))
 
 
 def _backprop_token_weights(

@@ -21,6 +21,7 @@ from torch import nn
 
 from steerbench.analysis.estimators import ESTIMATORS, SCALE_FREE
 from steerbench.analysis.omega import (
+    MemoryShape,
     RolloutBatch,
     StepResult,
     check_options,
@@ -164,14 +165,41 @@ def validate(
     return frame, json_safe(report)
 
 
-def auto_row_chunk(batches: Sequence[RolloutBatch], vocab: int, device: torch.device) -> int | None:
-    """All rows at once on the CPU; on a GPU as many as fit in a third of its free memory (``fit_row_chunk``)."""
-    if device.type != "cuda":
-        return None
-    free, _total = torch.cuda.mem_get_info(device)
+def memory_budget(device: torch.device, memory_gb: float | None) -> float:
+    """Bytes one measurement may add: ``memory_gb`` if given, else half of what is free now (the CPU's
+    available RAM, or the GPU's free memory)."""
+    if memory_gb:
+        return memory_gb * 2**30
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free / 2
+    with open("/proc/meminfo") as fh:
+        available_kib = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
+    return available_kib * 1024 / 2
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """This process's peak so far: resident set on the CPU, allocated tensors on a GPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def plan_row_chunk(
+    batches: Sequence[RolloutBatch], shape: MemoryShape, budget: float, row_chunk: int
+) -> tuple[int, dict[str, Any]]:
+    """``row_chunk`` (0: the most rows whose predicted memory fits ``budget``) and what was planned."""
     rows = max(b.tokens.shape[0] for b in batches)
     length = max(b.tokens.shape[1] for b in batches)
-    return fit_row_chunk(rows, length, vocab, free // 3)
+    chunk = row_chunk or fit_row_chunk(rows, length, shape, budget)
+    return chunk, {
+        "row_chunk": chunk,
+        "memory_budget_gb": round(budget / 2**30, 3),
+        "predicted_peak_gb": round(shape.predicted_peak(chunk, length) / 2**30, 3),
+        "fits_budget": shape.predicted_peak(chunk, length) <= budget,
+    }
 
 
 def validate_subject(
@@ -187,11 +215,13 @@ def validate_subject(
     generator: torch.Generator,
     device: torch.device,
     row_chunk: int = 0,
+    memory_gb: float | None = None,
     warn: Callable[[str], None] = lambda _m: None,
     on_batch: Callable[[], None] = lambda: None,
     **validate_kwargs: Any,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Sample the subject's rollout batches and :func:`validate` them (``row_chunk`` 0: automatic)."""
+    """Sample the subject's rollout batches and :func:`validate` them. ``row_chunk`` 0: as many sequences per
+    pass as the memory model (``omega.MEMORY_MODEL``) fits in ``memory_gb`` (None: half of what is free)."""
     from steerbench.analysis.omega_sources import collect_batches
 
     rollouts, rewards = collect_batches(
@@ -210,8 +240,14 @@ def validate_subject(
         progress=on_batch,
         sample=subject.sample,
     )
-    vocab = int(getattr(subject.policy, "vocab_size", 0) or 0)
-    chunk = row_chunk or auto_row_chunk(rollouts, vocab, device)
+    shape = MemoryShape.of(subject.policy, validate_kwargs.get("dtype", torch.float32))
+    resident = resident_bytes(device)
+    chunk, memory = plan_row_chunk(rollouts, shape, memory_budget(device, memory_gb), row_chunk)
+    if not memory["fits_budget"]:
+        warn(
+            f"one sequence per pass is predicted to need {memory['predicted_peak_gb']:.1f} GB, over the "
+            f"{memory['memory_budget_gb']:.1f} GB budget; running anyway (--memory-gb raises the budget)"
+        )
     setup = {
         **subject.source.description,  # task, or data file
         **subject.setup,
@@ -221,8 +257,9 @@ def validate_subject(
         "mean_reward": float(torch.cat([b.rewards for b in rollouts if b.rewards is not None]).mean()),
         "device": str(device),
         "sampler": "vllm" if subject.sample is not None else "generate",
+        **memory,
     }
-    return validate(
+    frame, report = validate(
         subject.policy,
         rollouts,
         method=method,
@@ -233,6 +270,18 @@ def validate_subject(
         row_chunk=chunk,
         **validate_kwargs,
     )
+    # measured like the model's fit: the peak above what was resident before the measurements
+    report["setup"]["measured_peak_gb"] = round((peak_memory_bytes(device) - resident) / 2**30, 3)
+    return frame, report
+
+
+def resident_bytes(device: torch.device) -> int:
+    """What is held now (and, on a GPU, the peak counter restarted from it)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return int(torch.cuda.memory_allocated(device))
+    with open("/proc/self/status") as fh:
+        return int(next(line for line in fh if line.startswith("VmRSS:")).split()[1]) * 1024
 
 
 def write_outputs(out_dir: str | Path, frame: pd.DataFrame, report: dict[str, Any]) -> list[Path]:

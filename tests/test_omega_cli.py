@@ -50,6 +50,28 @@ def test_json_report_has_the_stable_schema(
     assert report["setup"]["source"] == "run" and report["setup"]["task"] == "add"
     assert set(report["lr_sweep"]) == {"0.001", "0.01"}
     assert report["estimators"]["jvp"]["pearson"] > 0.9
+    # memory-bounded by default: the chunk the model fits in the budget, predicted and measured peaks
+    setup = report["setup"]
+    assert 1 <= setup["row_chunk"] <= 12 and setup["predicted_peak_gb"] <= setup["memory_budget_gb"]
+    assert setup["measured_peak_gb"] >= 0
+
+
+def test_a_small_memory_budget_takes_fewer_sequences_per_pass(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from steerbench.analysis.omega import MemoryShape
+
+    cfg = compose(["model.n_layer=1", "model.d_model=32", "model.n_head=2"]).model  # the fixture's model
+    model = TinyPolicy(
+        ModelConfig(TOKENIZER.vocab_size, cfg.n_layer, cfg.n_head, cfg.d_model, cfg.max_seq_len)
+    )
+    # room for one sequence of the longest possible length: a few short ones per pass, never all 12
+    budget_gb = MemoryShape.of(model, torch.float32).predicted_peak(1, cfg.max_seq_len) / 2**30
+    argv = ["--run", str(run_dir), *COMMON, "--estimators", "jvp", "--memory-gb", str(budget_gb), "--json"]
+    assert run_cli(argv, monkeypatch) == 0
+    setup = json.loads(capsys.readouterr().out)["setup"]
+    assert 1 <= setup["row_chunk"] < 12, setup
+    assert setup["predicted_peak_gb"] <= setup["memory_budget_gb"] + 1e-3
 
 
 def test_a_method_with_a_reference_policy_is_measured_against_the_policy_itself(
@@ -99,6 +121,7 @@ def test_out_writes_tokens_summary_and_figures(
         (["--checkpoints", "all"], "--checkpoints all goes with --run DIR"),
         (["--task", "nope"], "nope"),
         (["--task", "countdown_tail", "--model", "x"], "--task chooses the embedded default policy's task"),
+        (["--memory-gb", "0"], "--memory-gb=0.0 must be > 0"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(

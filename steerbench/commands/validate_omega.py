@@ -94,7 +94,15 @@ def validate_omega_command(
         help="--data prompts longer than this (after the chat template) are skipped.",
     ),
     row_chunk: int = typer.Option(
-        0, "--row-chunk", help="Sequences per forward/backward/JVP pass; 0 = all on CPU, what fits on a GPU."
+        0,
+        "--row-chunk",
+        help="Sequences per forward/backward/JVP pass; 0 = the most that fit in the memory budget.",
+    ),
+    memory_gb: float = typer.Option(
+        None,
+        "--memory-gb",
+        help="Memory one measurement may use, GB (default: half the free RAM, or the GPU's free memory).",
+        show_default=False,
     ),
     temperature: float = typer.Option(
         1.0, "--temperature", help="Sampling temperature; entropies are measured at it."
@@ -158,6 +166,8 @@ def validate_omega_command(
         or (max_new_tokens is not None and max_new_tokens < 1)
     ):
         raise UsageError("--n-boot and --row-chunk must be ≥ 0; --max-new-tokens and --max-prompt-tokens ≥ 1")
+    if memory_gb is not None and not memory_gb > 0:
+        raise UsageError(f"--memory-gb={memory_gb} must be > 0 (GB one measurement may use)")
     if task is not None and (run is not None or model is not None):
         raise UsageError(
             "--task chooses the embedded default policy's task; a --run or --model brings its own"
@@ -213,6 +223,7 @@ def validate_omega_command(
                 generator=torch.Generator().manual_seed(seed),
                 device=torch_device,
                 row_chunk=row_chunk,
+                memory_gb=memory_gb,
                 warn=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
                 on_batch=lambda job=sampling: bar.advance(job),
                 optimizer=optimizer,
@@ -313,6 +324,11 @@ def _print_report(report: dict[str, Any], written: list[Path]) -> None:
         )
     console = Console()
     console.print(table)
+    if "row_chunk" in s:
+        console.print(
+            f"memory: {s['row_chunk']} sequences per pass; predicted peak {s['predicted_peak_gb']:.2f} GB, "
+            f"measured {s['measured_peak_gb']:.2f} GB (budget {s['memory_budget_gb']:.2f} GB; --memory-gb)"
+        )
     for lr_key, row in (report.get("lr_sweep") or {}).items():
         errs = ", ".join(
             f"{k}={f(v['rel_error_scaled' if k in s.get('scale_free', []) else 'rel_error'])}"
