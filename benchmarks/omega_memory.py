@@ -7,11 +7,11 @@ Each point runs in a fresh process: a random Llama (layers × hidden, vocabulary
 ``rows`` sequences of ``length`` tokens in float32 with ``row_chunk = rows``; its peak resident memory above
 the resident memory just before the call is the cost. The fit, by least squares over the points:
 
-    peak − before ≈ a · parameter bytes + rows · length · (b · 4V + c · layers · hidden · 4)
+    peak − before ≈ a · parameter bytes + rows · length · (b · 4V + c · layers · hidden · 4) + d
 
 (a: the model's copy, its gradient and the step; b: float32 copies of the logits' vocabulary row; c:
-activations per layer and hidden unit). It prints the three coefficients, each point's measured and
-predicted cost, and the worst relative error.
+activations per layer and hidden unit; d: a fixed overhead). It prints the four coefficients, each
+point's measured and predicted cost, and the worst relative error.
 """
 
 from __future__ import annotations
@@ -70,17 +70,22 @@ def main() -> None:
     for point in POINTS:
         m = measure(point)
         layers, hidden, vocab, n, length = point
-        rows.append((m["params"], n * length * 4 * vocab, n * length * layers * hidden * 4, m["cost"], point))
+        rows.append(
+            (m["params"], n * length * 4 * vocab, n * length * layers * hidden * 4, 1.0, m["cost"], point)
+        )
         print(f"{point}: {m['cost'] / 2**20:.0f} MiB", flush=True)
-    X = np.array([[r[0], r[1], r[2]] for r in rows], dtype=float)
-    y = np.array([r[3] for r in rows], dtype=float)
+    X = np.array([r[:4] for r in rows], dtype=float)
+    y = np.array([r[4] for r in rows], dtype=float)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     pred = X @ coef
-    print(f"\na = {coef[0]:.2f} (× parameter bytes), b = {coef[1]:.2f} (× 4V per token), c = {coef[2]:.2f} (× 4·L·H per token)")
+    print(
+        f"\na = {coef[0]:.2f} (× parameter bytes), b = {coef[1]:.2f} (× 4V per token), "
+        f"c = {coef[2]:.2f} (× 4·L·H per token), d = {coef[3] / 2**20:.0f} MiB"
+    )
     print("| layers | hidden | vocab | rows | length | measured MiB | predicted MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r, p in zip(rows, pred, strict=True):
-        print("| " + " | ".join(map(str, r[4])) + f" | {r[3] / 2**20:.0f} | {p / 2**20:.0f} |")
+        print("| " + " | ".join(map(str, r[5])) + f" | {r[4] / 2**20:.0f} | {p / 2**20:.0f} |")
     print(f"worst relative error: {float(np.max(np.abs(pred - y) / y)):.2f}")
 
 
