@@ -400,9 +400,9 @@ def stats_dtype(model_dtype: torch.dtype) -> torch.dtype:
 
 # Bytes one ``measure_entropy_change`` adds to what was resident before it (forward, backward and JVP over
 # ``row_chunk`` sequences), fitted by ``benchmarks/omega_memory.py`` on the CPU in float32 (8 random Llamas,
-# 2–30 layers, vocabularies 4k–49k; worst error 25%): the model's copy, its gradient and the step; float32
+# 2–30 layers, vocabularies 4k–49k; worst error 23%): the model's copy, its gradient and the step; float32
 # copies of each token's vocabulary row; activations per layer and hidden unit; a fixed overhead.
-MEMORY_MODEL = {"param_copies": 3.2, "vocab_rows": 12.3, "activations": 15.5, "overhead": 247 * 2**20}
+MEMORY_MODEL = {"param_copies": 3.24, "vocab_rows": 12.48, "activations": 15.38, "overhead": 238 * 2**20}
 
 
 @dataclass
