@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from bench_losses import loss_call, synthetic_batch
 
-from steerbench.methods import REGISTRY, PolicyBatch, compute_policy_loss
+from steerbench.methods import REGISTRY
 
 SHAPES = {"cuda": dict(hidden=256, heads=8, kv_heads=2), "cpu": dict(hidden=32, heads=4, kv_heads=2)}
 LOSS_SHAPE = {"cuda": (512, 4096), "cpu": (64, 512)}
@@ -134,11 +134,9 @@ def loss_costs(device: str, repeats: int) -> tuple[list[str], bool]:
 
 def verl_loss_path(device: str, root: Path) -> tuple[list[str], bool]:
     try:
-        from verl.workers.utils.padding import no_padding_2_padding
-
         import steerbench.verl_plugin  # noqa: F401  (registers steerbench_<method> with verl)
         from steerbench.verl.shim import extra_inputs_ppo_loss
-        from steerbench.verl.tiny import engine_micro_batch, worker_actor_config
+        from steerbench.verl.tiny import engine_micro_batch, padded_reference_loss, worker_actor_config
     except ImportError as exc:
         print(f"verl's loss path: not run, verl is not importable here ({exc})", flush=True)
         return [f"| all | not run: verl not importable ({exc}) |"], True
@@ -149,24 +147,8 @@ def verl_loss_path(device: str, root: Path) -> tuple[list[str], bool]:
         torch.manual_seed(0)  # clip_cov's random pick: the same draw on both sides
         loss, _ = extra_inputs_ppo_loss(config, output, data)
         (grad,) = torch.autograd.grad(loss, output["log_probs"])
-        log_prob = no_padding_2_padding(output["log_probs"], data)
-        batch = PolicyBatch(
-            log_prob=log_prob,
-            old_log_prob=data["old_log_probs"],
-            advantages=data["advantages"],
-            response_mask=data["response_mask"].bool(),
-            entropy=no_padding_2_padding(output["entropy"], data),
-            ref_log_prob=data["ref_log_prob"],
-            old_entropy=data["entropy"],
-        )
         torch.manual_seed(0)
-        expected, _ = compute_policy_loss(
-            method,
-            batch,
-            clip_low=config.clip_ratio_low,
-            clip_high=config.clip_ratio_high,
-            clip_c=config.clip_ratio_c,
-        )
+        expected = padded_reference_loss(method, config, data, output)
         loss, expected = float(loss.detach()), float(expected.detach())
         diff = abs(loss - expected)
         passed = diff <= 1e-5 * max(1.0, abs(expected)) and bool(torch.isfinite(grad).all())

@@ -24,32 +24,14 @@ def actor_config(method: str, **knobs):
 
 @pytest.mark.parametrize("method", ["steer", "kl"])
 def test_extra_inputs_reach_steerbench_losses_through_verls_real_ppo_loss(method):
-    from verl.workers.utils.padding import no_padding_2_padding
-
     import steerbench.verl_plugin  # noqa: F401
     from steerbench.verl.shim import extra_inputs_ppo_loss
+    from steerbench.verl.tiny import padded_reference_loss
 
     config = actor_config(method)
     data, model_output = engine_batch()
     loss, metrics = extra_inputs_ppo_loss(config, model_output, data)
-    log_prob = no_padding_2_padding(model_output["log_probs"], data)
-    mask = data["response_mask"].bool()
-    batch = PolicyBatch(
-        log_prob=log_prob,
-        old_log_prob=data["old_log_probs"],
-        advantages=data["advantages"],
-        response_mask=mask,
-        entropy=no_padding_2_padding(model_output["entropy"], data).detach() if method == "steer" else None,
-        ref_log_prob=data["ref_log_prob"] if method == "kl" else None,
-        old_entropy=data["entropy"] if method == "steer" else None,
-    )
-    expected, _ = compute_policy_loss(
-        method,
-        batch,
-        clip_low=config.clip_ratio_low,
-        clip_high=config.clip_ratio_high,
-        clip_c=config.clip_ratio_c,
-    )
+    expected = padded_reference_loss(method, config, data, model_output)
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)  # entropy_coeff=0, kl_loss_coef=0
     assert "actor/pg_loss" in metrics
 

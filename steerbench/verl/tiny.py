@@ -10,6 +10,7 @@ reward, so smoke runs use ``scenario=random_reward``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def tiny_run_inputs(root: Path) -> dict[str, Path]:
@@ -120,3 +121,29 @@ def engine_micro_batch(b: int = 4, p: int = 3, t: int = 6, seed: int = 0, device
         (torch.rand(total, generator=g) * 2).to(device).requires_grad_(True)
     )  # entropy_bonus trains it
     return data.to(device), {"log_probs": flat_log_probs, "entropy": flat_entropy}
+
+
+def padded_reference_loss(method: str, config: Any, data: Any, model_output: dict) -> Any:
+    """``compute_policy_loss`` on the padded tensors of an engine micro-batch, with the actor config's clipping:
+    what verl's ``ppo_loss`` through steerbench's shim must equal."""
+    from verl.workers.utils.padding import no_padding_2_padding
+
+    from steerbench.methods import PolicyBatch, compute_policy_loss
+
+    batch = PolicyBatch(
+        log_prob=no_padding_2_padding(model_output["log_probs"], data),
+        old_log_prob=data["old_log_probs"],
+        advantages=data["advantages"],
+        response_mask=data["response_mask"].bool(),
+        entropy=no_padding_2_padding(model_output["entropy"], data),
+        ref_log_prob=data["ref_log_prob"],
+        old_entropy=data["entropy"],
+    )
+    loss, _ = compute_policy_loss(
+        method,
+        batch,
+        clip_low=config.clip_ratio_low,
+        clip_high=config.clip_ratio_high,
+        clip_c=config.clip_ratio_c,
+    )
+    return loss
