@@ -13,12 +13,11 @@ import pytest
 
 pytest.importorskip("verl")
 
-from verl_helpers import verl_cfg  # noqa: E402
-
 from steerbench.config import CONFIG_DIR  # noqa: E402
 from steerbench.errors import UsageError  # noqa: E402
 from steerbench.methods import REGISTRY  # noqa: E402
 from steerbench.verl.launch import PLUGIN_HOOK, RAY_CLI, build_verl_launch  # noqa: E402
+from steerbench.verl.tiny import verl_cfg  # noqa: E402
 
 SCENARIOS = sorted(p.stem for p in (CONFIG_DIR / "scenario").glob("*.yaml"))
 

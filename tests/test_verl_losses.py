@@ -14,10 +14,9 @@ import torch
 
 pytest.importorskip("verl")
 
-from verl_helpers import worker_actor_config  # noqa: E402
-
 from steerbench.methods import REGISTRY, PolicyBatch, compute_advantages, compute_policy_loss  # noqa: E402
 from steerbench.verl import losses as sv  # noqa: E402
+from steerbench.verl.tiny import worker_actor_config  # noqa: E402
 
 _ROOT = Path(tempfile.mkdtemp(prefix="steerbench-verl-losses-"))
 _ACTOR_CACHE: dict[tuple, object] = {}

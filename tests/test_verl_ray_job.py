@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("verl")
 
-from verl_helpers import verl_cfg  # noqa: E402
+from steerbench.verl.tiny import verl_cfg  # noqa: E402
 
 JOB = textwrap.dedent(
     """
