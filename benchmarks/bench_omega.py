@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from steerbench.analysis.omega import entropy_stats, jvp_entropy_change
+from steerbench.analysis.omega.measure import entropy_stats, jvp_entropy_change
 from steerbench.local.model import ModelConfig, TinyPolicy
 from steerbench.methods import PolicyBatch, compute_policy_loss
 

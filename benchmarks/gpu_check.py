@@ -69,7 +69,7 @@ def omega_ladder(device: str, depths: list[int], root: Path) -> tuple[list[str],
     from steerbench.verl.prepare import PrepareSpec, prepare
 
     data = prepare(PrepareSpec(task="add", out=root / "add", train_size=4, val_size=16))["val"]
-    from steerbench.analysis.vllm_sampling import vllm_installed
+    from steerbench.analysis.omega.vllm_sampling import vllm_installed
 
     rows, ok = [], True
     for family in ("qwen2", "llama"):

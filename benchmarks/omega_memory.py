@@ -1,5 +1,5 @@
 """Measure the memory of one Ω measurement (``measure_entropy_change``: forward, backward, JVP) and fit the
-bytes-per-token model ``steerbench.analysis.omega.MEMORY_MODEL`` that chooses ``--row-chunk`` by default.
+bytes-per-token model ``steerbench.analysis.omega.measure.MEMORY_MODEL`` that chooses ``--row-chunk`` by default.
 
     python benchmarks/omega_memory.py            # ~3 min on 2 CPU cores; prints the fit and each point
 
@@ -35,7 +35,7 @@ POINTS = [  # layers, hidden, vocab, rows, length
 
 CHILD = """
 import json, resource, sys, torch, transformers
-from steerbench.analysis.omega import RolloutBatch, measure_entropy_change
+from steerbench.analysis.omega.measure import RolloutBatch, measure_entropy_change
 from steerbench.local.hf import HFPolicy
 
 layers, hidden, vocab, rows, length = map(int, sys.argv[1:])

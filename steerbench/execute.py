@@ -104,7 +104,7 @@ def _execute_locked(
 
             step_metrics = None
             if cfg.trainer.omega_every:  # the trainer knows nothing of analysis/: Ω validation is a hook
-                from steerbench.analysis.in_training import embedded_omega_metrics
+                from steerbench.analysis.omega.in_training import embedded_omega_metrics
 
                 step_metrics = embedded_omega_metrics
             rows = train(cfg, store, on_step=on_step, on_warm_start=on_warm_start, step_metrics=step_metrics)

@@ -12,9 +12,9 @@ import pytest
 from compare_helpers import config, write_run
 from scipy import stats as st
 
-from steerbench.analysis.matching import differing_keys
-from steerbench.analysis.report import write_report
-from steerbench.analysis.runs import flatten, load_runs
+from steerbench.analysis.compare.matching import differing_keys
+from steerbench.analysis.compare.report import write_report
+from steerbench.analysis.compare.runs import flatten, load_runs
 
 SEEDS = (0, 1, 2)
 # final entropy per (method, scenario, seed): steer well above grpo, clip_higher slightly and noisily

@@ -12,11 +12,11 @@ import pytest
 from compare_helpers import write_run
 from scipy import stats as st
 
-from steerbench.analysis.inference import bootstrap_interval
-from steerbench.analysis.plots import fit_cui
-from steerbench.analysis.report import write_report
-from steerbench.analysis.runs import load_runs
-from steerbench.analysis.summary import cell_summary, run_stats, steps_to_half
+from steerbench.analysis.compare.inference import bootstrap_interval
+from steerbench.analysis.compare.plots import fit_cui
+from steerbench.analysis.compare.report import write_report
+from steerbench.analysis.compare.runs import load_runs
+from steerbench.analysis.compare.summary import cell_summary, run_stats, steps_to_half
 from steerbench.errors import UsageError
 
 

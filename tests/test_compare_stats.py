@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from steerbench.analysis.inference import (
+from steerbench.analysis.compare.inference import (
     bootstrap_interval,
     cohens_dz,
     holm,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steerbench.analysis.controls import evaluate_controls, paired_test, write_controls
+from steerbench.analysis.compare.controls import evaluate_controls, paired_test, write_controls
 
 
 def run_rows(method: str, scenario: str, seed: int, h_end: float, passk: tuple, pass1: tuple) -> list[dict]:
@@ -174,7 +174,7 @@ def test_compare_prints_controls_and_writes_controls_json_and_the_frontier(tmp_p
 
 def test_a_treatment_counts_only_at_its_controls_dose() -> None:
     """The paper grid's entropy bonus at its published α is a method under test, not the positive control."""
-    from steerbench.analysis.controls import control_dose
+    from steerbench.analysis.compare.controls import control_dose
 
     assert control_dose("control_entropy_bonus") == {"method.alpha": 0.05}  # experiments/method/*.yaml
     assert control_dose("control_kl") == {"method.beta": 0.05}

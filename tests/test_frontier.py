@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from steerbench.analysis.frontier import frontier_table, knob_of, write_frontier
+from steerbench.analysis.compare.frontier import frontier_table, knob_of, write_frontier
 
 
 def run(method: str, variant: str, seed: int, h: float, pass1: float, passk: float) -> list[dict]:
@@ -75,8 +75,8 @@ def test_write_frontier_writes_table_and_figure_only_for_swept_runs(tmp_path) ->
 
 def test_the_figures_grpo_star_is_the_reference_of_the_deltas() -> None:
     """grpo of the dose points' scenario and seeds: not grpo of another scenario (random_reward) mixed in."""
-    from steerbench.analysis.controls import run_statistics
-    from steerbench.analysis.frontier import _reference_runs
+    from steerbench.analysis.compare.controls import run_statistics
+    from steerbench.analysis.compare.frontier import _reference_runs
 
     other = pd.DataFrame(run("grpo", "", 0, 2.0, 0.0, 0.0)).assign(scenario="random_reward", run="rr")
     runs = run_statistics(pd.concat([frame(), other], ignore_index=True))

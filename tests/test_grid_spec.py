@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from steerbench.analysis.runs import METHOD_ORDER
+from steerbench.analysis.compare.runs import METHOD_ORDER
 from steerbench.cli import app
 from steerbench.errors import UsageError
 from steerbench.grid import GridSpec, build_spec, check_manifest, parse_overrides, plan, preset_names
@@ -92,7 +92,7 @@ def test_paper_grpo_cells_train_exactly_as_the_controls_grpo_cells(tmp_path):
 
 
 def test_controls_preset_runs_the_three_required_controls_and_exclude_brings_back_the_rest(tmp_path):
-    from steerbench.analysis.controls import CONTROLS
+    from steerbench.analysis.compare.controls import CONTROLS
 
     def pairs(cells) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return {(c.method.removeprefix("control_"), c.scenario) for c in cells}

@@ -59,7 +59,7 @@ def test_json_report_has_the_stable_schema(
 def test_a_small_memory_budget_takes_fewer_sequences_per_pass(
     run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from steerbench.analysis.omega import MemoryShape
+    from steerbench.analysis.omega.measure import MemoryShape
 
     cfg = compose(["model.n_layer=1", "model.d_model=32", "model.n_head=2"]).model  # the fixture's model
     model = TinyPolicy(

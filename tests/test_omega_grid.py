@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from steerbench.analysis.omega_grid import omega_by_step, omega_figure, omega_table
+from steerbench.analysis.compare.omega_grid import omega_by_step, omega_figure, omega_table
 
 
 def grid_frame() -> pd.DataFrame:
@@ -66,8 +66,8 @@ def test_figure_is_written(tmp_path: Path) -> None:
 
 
 def test_compare_report_gains_the_omega_section_and_figure(tmp_path: Path) -> None:
-    from steerbench.analysis.report import write_report
-    from steerbench.analysis.runs import Runs
+    from steerbench.analysis.compare.report import write_report
+    from steerbench.analysis.compare.runs import Runs
 
     frame = grid_frame().assign(task="add", status="done", backend="local")
     result = write_report(Runs(frame), tmp_path)

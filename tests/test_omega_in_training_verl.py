@@ -8,13 +8,13 @@ import torch
 from omega_helpers import ToyLM
 from omegaconf import OmegaConf
 
-from steerbench.analysis.in_training import (
+from steerbench.analysis.omega.in_training import (
     BATCH_ESTIMATORS,
     agreement_metrics,
     batch_predictions,
     verl_batch_omega_metrics,
 )
-from steerbench.analysis.omega import RolloutBatch, measure_entropy_change
+from steerbench.analysis.omega.measure import RolloutBatch, measure_entropy_change
 from steerbench.verl.omega import is_measured_step, omega_every
 
 
@@ -300,7 +300,7 @@ def test_hook_on_a_real_transfer_queue_logs_the_batch_omega_and_restores_the_bat
 def test_a_failing_probe_is_logged_and_training_goes_on(real_queue, queue_config, monkeypatch, where):
     """A worker error in Ω's pass, or one after the pass overwrote the queue's entropy: the hook returns,
     logs omega/error = 1 and a warning naming the exception, and leaves batch and queue as they were."""
-    import steerbench.analysis.in_training as in_training
+    import steerbench.analysis.omega.in_training as in_training
     from steerbench.verl.omega import OMEGA_ERROR_METRIC
 
     trainer, batch, want = _queued_step(real_queue, queue_config, where)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from steerbench.analysis.omega import MemoryShape, fit_row_chunk
+from steerbench.analysis.omega.measure import MemoryShape, fit_row_chunk
 
 SHAPE = MemoryShape(params=135_000_000, layers=30, hidden=576, vocab=49152, dtype_bytes=4)  # SmolLM2-135M
 
@@ -49,7 +49,7 @@ def test_the_shape_is_read_from_hugging_face_and_tiny_models():
 
 MEASURE = """
 import json, resource, sys, torch, transformers
-from steerbench.analysis.omega import MemoryShape, RolloutBatch, measure_entropy_change
+from steerbench.analysis.omega.measure import MemoryShape, RolloutBatch, measure_entropy_change
 from steerbench.local.hf import HFPolicy
 torch.manual_seed(0)
 cfg = transformers.LlamaConfig(vocab_size=32000, hidden_size=128, intermediate_size=384, num_hidden_layers=6,

@@ -7,8 +7,8 @@ import torch
 from omega_helpers import ToyLM
 from torch import nn
 
-from steerbench.analysis.estimators import ESTIMATORS, EstimatorInputs, cov, steer_release
-from steerbench.analysis.omega import (
+from steerbench.analysis.omega.estimators import ESTIMATORS, EstimatorInputs, cov, steer_release
+from steerbench.analysis.omega.measure import (
     RolloutBatch,
     jvp_entropy_change,
     measure_entropy_change,

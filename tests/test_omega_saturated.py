@@ -20,7 +20,12 @@ import torch
 from omega_helpers import ToyLM, run_validate_omega, shared_parquet
 from torch import nn
 
-from steerbench.analysis.omega import RolloutBatch, entropy_stats, jvp_entropy_change, measure_entropy_change
+from steerbench.analysis.omega.measure import (
+    RolloutBatch,
+    entropy_stats,
+    jvp_entropy_change,
+    measure_entropy_change,
+)
 
 LIVE, UNDERFLOW, MASKED = 12, 18, 18  # logits: live, −300 (π = 0 exactly in float32), −inf (π = 0)
 
@@ -170,7 +175,7 @@ def test_validate_omega_on_a_24_layer_qwen2_gives_a_finite_jvp_pearson(
 
 
 def test_a_non_finite_prediction_raises_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import steerbench.analysis.omega as omega
+    import steerbench.analysis.omega.measure as omega
     from steerbench.errors import RunFailed
 
     torch.manual_seed(0)

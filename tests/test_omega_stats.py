@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from steerbench.analysis.stats import (
+from steerbench.analysis.omega.stats import (
     agreement_stats,
     bootstrap_ci,
     json_safe,

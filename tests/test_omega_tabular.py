@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from steerbench.analysis.estimators import EstimatorInputs, softmax_full, steer_paper
-from steerbench.analysis.omega import RolloutBatch, entropy_stats, measure_entropy_change
+from steerbench.analysis.omega.estimators import EstimatorInputs, softmax_full, steer_paper
+from steerbench.analysis.omega.measure import RolloutBatch, entropy_stats, measure_entropy_change
 
 
 class TabularPolicy(nn.Module):

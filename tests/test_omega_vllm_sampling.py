@@ -13,7 +13,7 @@ import pytest
 import torch
 from omega_helpers import run_validate_omega as run_cli
 
-from steerbench.analysis.vllm_sampling import resolve_sampler, vllm_generate, vllm_installed
+from steerbench.analysis.omega.vllm_sampling import resolve_sampler, vllm_generate, vllm_installed
 from steerbench.errors import UsageError
 
 PAD, EOS = 0, 9

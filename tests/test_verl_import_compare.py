@@ -6,8 +6,8 @@ import shutil
 import pandas as pd
 from local_helpers import TINY
 
-from steerbench.analysis.runs import load_runs
-from steerbench.analysis.summary import cell_summary
+from steerbench.analysis.compare.runs import load_runs
+from steerbench.analysis.compare.summary import cell_summary
 from steerbench.config import compose
 from steerbench.execute import execute
 from steerbench.verl.importer import import_verl_logs

@@ -26,10 +26,10 @@ def compare_command(
     """Compare each method with its matched grpo control (paired over seeds, Holm-corrected) and write a
     report: verdict, resolution, findings, figures, full tables; positive controls and the dose–response
     frontier when the runs hold them."""
-    from steerbench.analysis import controls as ctl
-    from steerbench.analysis.frontier import frontier_table, write_frontier
-    from steerbench.analysis.report import verdict_table, write_report
-    from steerbench.analysis.runs import finished_only, load_runs
+    from steerbench.analysis.compare import controls as ctl
+    from steerbench.analysis.compare.frontier import frontier_table, write_frontier
+    from steerbench.analysis.compare.report import verdict_table, write_report
+    from steerbench.analysis.compare.runs import finished_only, load_runs
 
     console = Console(stderr=as_json)
     out = (out or Path(dirs[0]) / "report").resolve()

@@ -1,13 +1,13 @@
 """``steerbench validate-omega``: how well does Ω (and every other first-order estimator) predict ΔH?
 
 Samples rollout batches from a policy, takes ONE real optimiser step per batch with the method's loss,
-re-measures the entropy at the same prefixes and compares with each estimator (steerbench.analysis).
-Policy sources (``steerbench.analysis.omega_policies``): the embedded default (warm-started tiny model on
+re-measures the entropy at the same prefixes and compares with each estimator (steerbench.analysis.omega).
+Policy sources (``steerbench.analysis.omega.policies``): the embedded default (warm-started tiny model on
 the default task, or ``--task NAME``); ``--run DIR``, an embedded run (``DIR/checkpoints/latest.pt`` + ``DIR/config.yaml``) or a
 verl run (its ``checkpoints/global_step_<N>/actor/huggingface`` exports and its training data); or
 ``--model PATH``, a local Hugging Face causal LM with its own tokenizer and chat template, prompted from
 ``--data FILE.parquet`` (verl format) and scored with the verl backend's math reward. This module only
-parses flags and prints; the logic lives in ``steerbench.analysis``.
+parses flags and prints; the logic lives in ``steerbench.analysis.omega``.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def validate_omega_command(
     import torch
     from rich.progress import Progress
 
-    from steerbench.analysis.omega import check_options
-    from steerbench.analysis.omega_policies import (
+    from steerbench.analysis.omega.measure import check_options
+    from steerbench.analysis.omega.policies import (
         HFOptions,
         embedded_subject,
         hf_subject,
@@ -142,8 +142,8 @@ def validate_omega_command(
         resolve_dtype,
         run_subjects,
     )
-    from steerbench.analysis.validate import validate_subject, write_outputs
-    from steerbench.analysis.vllm_sampling import resolve_sampler
+    from steerbench.analysis.omega.validate import validate_subject, write_outputs
+    from steerbench.analysis.omega.vllm_sampling import resolve_sampler
 
     if out is not None:
         ensure_writable(out, "--out")
@@ -246,7 +246,7 @@ def validate_omega_command(
             return
         _print_report(report, written)
         return
-    from steerbench.analysis.validate import write_over_training
+    from steerbench.analysis.omega.validate import write_over_training
 
     over = [{"step": step, **report} for step, _, report in results]
     written = write_over_training(out, results) if out is not None else []

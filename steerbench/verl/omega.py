@@ -10,7 +10,7 @@ Enabled by ``+trainer.steerbench_omega_every=K`` in verl's config (steerbench's 
    entropy H_after at the same response tokens, the one extra log-prob pass this costs;
 3. puts π_old's entropy back, so nothing read later in the step sees the updated policy's;
 4. logs ``omega/<estimator>/{pearson,spearman,sign_agreement}`` from
-   :func:`steerbench.analysis.in_training.verl_batch_omega_metrics` (pure, tested on CPU tensors), and
+   :func:`steerbench.analysis.omega.in_training.verl_batch_omega_metrics` (pure, tested on CPU tensors), and
    ``omega/error`` (0.0; 1.0 when any of 1-4 failed: the run goes on, see :func:`after_actor_update`).
 """
 
@@ -91,7 +91,7 @@ def _probe(trainer: Any, batch: Any, extra_info: dict, saved: dict) -> dict[str,
     import transfer_queue as tq
     from verl.workers.utils.padding import response_from_nested
 
-    from steerbench.analysis.in_training import VERL_FIELDS, verl_batch_omega_metrics
+    from steerbench.analysis.omega.in_training import VERL_FIELDS, verl_batch_omega_metrics
 
     before = tq.kv_batch_get(
         keys=batch.keys, partition_id=batch.partition_id, select_fields=list(VERL_FIELDS)

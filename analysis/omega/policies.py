@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from steerbench.analysis.omega_sources import PromptSource, parquet_source, random_id_source, task_source
-from steerbench.analysis.rollouts import SampleFn
+from steerbench.analysis.omega.rollouts import SampleFn
+from steerbench.analysis.omega.sources import PromptSource, parquet_source, random_id_source, task_source
 from steerbench.errors import UsageError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -99,7 +99,7 @@ def hf_subject(path: str | Path, opts: HFOptions, dtype: torch.dtype, device: to
 
 
 def _vllm_sample(path: str | Path, dtype: torch.dtype, pad: int) -> SampleFn:
-    from steerbench.analysis.vllm_sampling import load_engine, vllm_generate
+    from steerbench.analysis.omega.vllm_sampling import load_engine, vllm_generate
 
     engine = load_engine(path, dtype)
     return lambda prompts, max_new, temperature, eos, gen: vllm_generate(

@@ -79,7 +79,7 @@ def omega_figure(by_step: pd.DataFrame, path: Path) -> bool:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from steerbench.analysis.plots import save_png
+    from steerbench.analysis.compare.plots import save_png
 
     estimators = sorted(by_step["estimator"].unique())
     data = by_step.assign(

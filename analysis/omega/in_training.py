@@ -26,8 +26,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from steerbench.analysis.estimators import ESTIMATORS, EstimatorInputs
-from steerbench.analysis.stats import point_stats
+from steerbench.analysis.omega.estimators import ESTIMATORS, EstimatorInputs
+from steerbench.analysis.omega.stats import point_stats
 
 if TYPE_CHECKING:
     from steerbench.local.tasks import Task
@@ -69,8 +69,8 @@ def omega_step_metrics(
 ) -> dict[str, float]:
     """``omega/<estimator>/{pearson,spearman,sign_agreement}`` of one SGD step at ``lr`` (``reference``:
     the run's reference policy, for methods whose loss needs one)."""
-    from steerbench.analysis.omega import measure_entropy_change
-    from steerbench.analysis.rollouts import make_batch
+    from steerbench.analysis.omega.measure import measure_entropy_change
+    from steerbench.analysis.omega.rollouts import make_batch
 
     generator = torch.Generator().manual_seed(seed)
     batch = make_batch(

@@ -1,9 +1,9 @@
 """Ω validation over several rollout batches: per-token table, statistics per estimator, lr sweep, outputs.
 
-``validate`` runs :func:`steerbench.analysis.omega.measure_entropy_change` on every batch (each from
+``validate`` runs :func:`steerbench.analysis.omega.measure.measure_entropy_change` on every batch (each from
 the same starting policy), stacks the per-token results into one table and summarises each estimator
-with :func:`steerbench.analysis.stats.agreement_stats`. ``write_outputs`` writes ``tokens.parquet``,
-``summary.json`` and the figures (``steerbench.analysis.omega_plots``).
+with :func:`steerbench.analysis.omega.stats.agreement_stats`. ``write_outputs`` writes ``tokens.parquet``,
+``summary.json`` and the figures (``steerbench.analysis.omega.plots``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from steerbench.analysis.estimators import ESTIMATORS, SCALE_FREE
-from steerbench.analysis.omega import (
+from steerbench.analysis.omega.estimators import ESTIMATORS, SCALE_FREE
+from steerbench.analysis.omega.measure import (
     MemoryShape,
     RolloutBatch,
     StepResult,
@@ -29,7 +29,7 @@ from steerbench.analysis.omega import (
     measure_entropy_change,
     quadrant_labels,
 )
-from steerbench.analysis.stats import agreement_stats, json_safe
+from steerbench.analysis.omega.stats import agreement_stats, json_safe
 from steerbench.runstore import atomic_write
 
 Progress = Callable[[str], None]
@@ -222,7 +222,7 @@ def validate_subject(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Sample the subject's rollout batches and :func:`validate` them. ``row_chunk`` 0: as many sequences per
     pass as the memory model (``omega.MEMORY_MODEL``) fits in ``memory_gb`` (None: half of what is free)."""
-    from steerbench.analysis.omega_sources import collect_batches
+    from steerbench.analysis.omega.sources import collect_batches
 
     rollouts, rewards = collect_batches(
         subject.policy,
@@ -286,7 +286,7 @@ def resident_bytes(device: torch.device) -> int:
 
 def write_outputs(out_dir: str | Path, frame: pd.DataFrame, report: dict[str, Any]) -> list[Path]:
     """tokens.parquet, summary.json and PNG figures under ``out_dir``; returns the paths written."""
-    from steerbench.analysis.omega_plots import write_figures
+    from steerbench.analysis.omega.plots import write_figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -306,7 +306,7 @@ def write_over_training(
     out_dir: str | Path, results: Sequence[tuple[int | None, pd.DataFrame, dict[str, Any]]]
 ) -> list[Path]:
     """Each checkpoint's outputs under ``step_<N>/``, plus ``over_training.json`` and ``over_training.png``."""
-    from steerbench.analysis.omega_plots import over_training_figure
+    from steerbench.analysis.omega.plots import over_training_figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from steerbench.analysis import inference
-from steerbench.analysis.runs import CELL
-from steerbench.analysis.summary import RATES, sort_cells
+from steerbench.analysis.compare import inference
+from steerbench.analysis.compare.runs import CELL
+from steerbench.analysis.compare.summary import RATES, sort_cells
 from steerbench.methods import MethodError, get_method
 
 CONTROL = "grpo"

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steerbench.analysis.matching import CONTROL, VERDICT_STATS, separates
-from steerbench.analysis.runs import sorted_methods
+from steerbench.analysis.compare.matching import CONTROL, VERDICT_STATS, separates
+from steerbench.analysis.compare.runs import sorted_methods
 
 
 def fmt(x: Any, digits: int = 3) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from steerbench.analysis.omega import RolloutBatch, _logits, response_stats
+from steerbench.analysis.omega.measure import RolloutBatch, _logits, response_stats
 from steerbench.rewards import coin_flips
 
 # prompts (B, P), responses (B, T), response_mask (B, T) → rewards (B,)

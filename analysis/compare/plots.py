@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.optimize import curve_fit  # noqa: E402
 
-from steerbench.analysis.runs import col, sorted_methods, sorted_scenarios  # noqa: E402
-from steerbench.analysis.summary import abs_entropy_deltas, run_stats  # noqa: E402
+from steerbench.analysis.compare.runs import col, sorted_methods, sorted_scenarios  # noqa: E402
+from steerbench.analysis.compare.summary import abs_entropy_deltas, run_stats  # noqa: E402
 
 PNG_META = {"Software": None}
 DPI = 100

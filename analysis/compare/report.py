@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steerbench.analysis import omega_grid, plots
-from steerbench.analysis.findings import findings, fmt, fmt_signed, label
-from steerbench.analysis.matching import ALPHA, CONTROL, POWER, VERDICT_STATS, separates, verdicts
-from steerbench.analysis.render import (
+from steerbench.analysis.compare import omega_grid, plots
+from steerbench.analysis.compare.findings import findings, fmt, fmt_signed, label
+from steerbench.analysis.compare.matching import ALPHA, CONTROL, POWER, VERDICT_STATS, separates, verdicts
+from steerbench.analysis.compare.render import (
     Bullets,
     Figure,
     Heading,
@@ -27,8 +27,8 @@ from steerbench.analysis.render import (
     to_html,
     to_markdown,
 )
-from steerbench.analysis.runs import Runs, finished_only
-from steerbench.analysis.summary import STATS, cell_summary, run_stats
+from steerbench.analysis.compare.runs import Runs, finished_only
+from steerbench.analysis.compare.summary import STATS, cell_summary, run_stats
 
 KEY_FIGURES = ("entropy_vs_step.png", "accuracy_vs_step.png")
 ARROW = {"final_entropy": "H", "final_pass1": "pass@1", "final_passk": "pass@k"}

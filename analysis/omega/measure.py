@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from steerbench.analysis.estimators import ESTIMATORS, EstimatorInputs
+from steerbench.analysis.omega.estimators import ESTIMATORS, EstimatorInputs
 from steerbench.errors import RunFailed, UsageError
 
 OPTIMIZERS = ("sgd", "adam")

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from steerbench.analysis.omega import RolloutBatch
-from steerbench.analysis.rollouts import RewardFn, SampleFn, coin_flip_rewards, make_batch
+from steerbench.analysis.omega.measure import RolloutBatch
+from steerbench.analysis.omega.rollouts import RewardFn, SampleFn, coin_flip_rewards, make_batch
 from steerbench.errors import UsageError
 
 Draw = Callable[[int, torch.Generator], tuple[torch.Tensor, list[Any]]]

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from steerbench.analysis.inference import bootstrap_interval
-from steerbench.analysis.runs import CELL, METHOD_ORDER, RUN_COLUMNS, SCENARIO_ORDER, col, order_key
+from steerbench.analysis.compare.inference import bootstrap_interval
+from steerbench.analysis.compare.runs import CELL, METHOD_ORDER, RUN_COLUMNS, SCENARIO_ORDER, col, order_key
 
 STATS: dict[str, str] = {
     "final_pass1": "final val/pass@1",

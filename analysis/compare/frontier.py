@@ -24,8 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from steerbench.analysis.controls import run_statistics  # noqa: E402
-from steerbench.analysis.plots import save_png  # noqa: E402
+from steerbench.analysis.compare.controls import run_statistics  # noqa: E402
+from steerbench.analysis.compare.plots import save_png  # noqa: E402
 
 KNOB = re.compile(r"^(?:.*__)?(?:method\.)?(?P<knob>[A-Za-z_]+)=(?P<value>[-+0-9.eE]+)$")
 COLUMNS = [

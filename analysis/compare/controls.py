@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from steerbench.analysis.inference import finite, paired_t
-from steerbench.analysis.runs import col
+from steerbench.analysis.compare.inference import finite, paired_t
+from steerbench.analysis.compare.runs import col
 
 ALPHA = 0.05  # significance level of each control's test
 STATISTICS = ("final_entropy", "passk_drift", "pass1_rise")
