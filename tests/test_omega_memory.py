@@ -75,3 +75,16 @@ def test_the_memory_model_predicts_a_fresh_measurement_within_a_factor_of_1_5():
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["predicted"] / 1.5 <= result["measured"] <= result["predicted"] * 1.5, result
+
+
+def test_the_measured_peak_counts_from_the_restart_not_from_earlier_peaks():
+    from steerbench.analysis.omega.validate import peak_memory_bytes, resident_bytes
+
+    cpu = torch.device("cpu")
+    earlier = torch.ones(64 * 2**20)  # 256 MiB held, then freed: an earlier peak (e.g. sampling)
+    del earlier
+    start = resident_bytes(cpu)
+    assert peak_memory_bytes(cpu) - start < 64 * 2**20  # the earlier 256 MiB no longer counts
+    held = torch.ones(32 * 2**20)  # 128 MiB during the "measurement"
+    assert peak_memory_bytes(cpu) - start >= 120 * 2**20
+    del held

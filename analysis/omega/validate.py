@@ -179,12 +179,11 @@ def memory_budget(device: torch.device, memory_gb: float | None) -> float:
 
 
 def peak_memory_bytes(device: torch.device) -> int:
-    """This process's peak so far: resident set on the CPU, allocated tensors on a GPU."""
+    """The peak since :func:`resident_bytes` restarted it: resident set (VmHWM) on the CPU, allocated tensors
+    on a GPU."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return _proc_status_bytes("VmHWM:")
 
 
 def plan_row_chunk(
@@ -276,12 +275,18 @@ def validate_subject(
 
 
 def resident_bytes(device: torch.device) -> int:
-    """What is held now (and, on a GPU, the peak counter restarted from it)."""
+    """What is held now, with the peak counter restarted from it (so sampling's peak does not count)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return int(torch.cuda.memory_allocated(device))
+    with open("/proc/self/clear_refs", "w") as fh:  # "5" resets this process's VmHWM to its VmRSS (Linux)
+        fh.write("5")
+    return _proc_status_bytes("VmRSS:")
+
+
+def _proc_status_bytes(key: str) -> int:
     with open("/proc/self/status") as fh:
-        return int(next(line for line in fh if line.startswith("VmRSS:")).split()[1]) * 1024
+        return int(next(line for line in fh if line.startswith(key)).split()[1]) * 1024
 
 
 def write_outputs(out_dir: str | Path, frame: pd.DataFrame, report: dict[str, Any]) -> list[Path]:
