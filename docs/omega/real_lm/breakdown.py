@@ -6,7 +6,8 @@ Per run directory (summary.json + tokens.parquet): groups with reward variance (
 group_size consecutive sequences), each estimator over the A != 0 tokens (the report's all-token sign
 agreement counts every A = 0 token as a disagreement, since Ω = 0 there), steer_release by response
 position and by response length, and how well |Ω| (what STEER's weights depend on) ranks |ΔH| compared
-with the token's own entropy H (Spearman, with a 95% bootstrap CI over sequences for |Ω|).
+with the token's own entropy H (Spearman, with a 95% bootstrap CI over sequences for |Ω|), and steer_release's
+sign agreement over A != 0 with a 95% CI over sequences against the agreement of independent signs.
 """
 
 import json
@@ -59,6 +60,18 @@ for name in sys.argv[1:]:
         idx = np.concatenate([rows[k] for k in rng.choice(uk, len(uk))])
         boot.append(stats.spearmanr(a[idx], m[idx])[0])
     lo, hi = np.percentile(boot, [2.5, 97.5])
+    sx, sy = np.sign(nz.pred_steer_release.values), np.sign(nz.measured.values)
+    keep = sy != 0
+    same = sx[keep] == sy[keep]
+    kk = keys[keep]
+    krows = {k: np.where(kk == k)[0] for k in np.unique(kk)}
+    sboot = [same[np.concatenate([krows[k] for k in rng.choice(list(krows), len(krows))])].mean() for _ in range(500)]
+    px, py = (sx[keep] > 0).mean(), (sy[keep] > 0).mean()
+    slo, shi = np.percentile(sboot, [2.5, 97.5])
+    print(
+        f"  steer_release sign agreement (A != 0) {same.mean():.3f} [{slo:.3f}, {shi:.3f}] (95% CI over sequences); "
+        f"independent signs with the same marginals: {px * py + (1 - px) * (1 - py):.3f}"
+    )
     top = a >= np.quantile(a, 0.75)
     print(
         f"  |ΔH| ranked by |steer_release| spearman {stats.spearmanr(a, m)[0]:.3f} [{lo:.3f}, {hi:.3f}], "
