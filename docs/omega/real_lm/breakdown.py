@@ -65,7 +65,10 @@ for name in sys.argv[1:]:
     same = sx[keep] == sy[keep]
     kk = keys[keep]
     krows = {k: np.where(kk == k)[0] for k in np.unique(kk)}
-    sboot = [same[np.concatenate([krows[k] for k in rng.choice(list(krows), len(krows))])].mean() for _ in range(500)]
+    sboot = [
+        same[np.concatenate([krows[k] for k in rng.choice(list(krows), len(krows))])].mean()
+        for _ in range(500)
+    ]
     px, py = (sx[keep] > 0).mean(), (sy[keep] > 0).mean()
     slo, shi = np.percentile(sboot, [2.5, 97.5])
     print(
