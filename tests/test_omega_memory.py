@@ -88,3 +88,17 @@ def test_the_measured_peak_counts_from_the_restart_not_from_earlier_peaks():
     held = torch.ones(32 * 2**20)  # 128 MiB during the "measurement"
     assert peak_memory_bytes(cpu) - start >= 120 * 2**20
     del held
+
+
+def test_without_proc_the_budget_falls_back_to_a_quarter_of_physical_ram(monkeypatch):
+    import os
+
+    from steerbench.analysis.omega import validate
+
+    def no_proc(*_a, **_k):
+        raise FileNotFoundError("/proc/meminfo")
+
+    monkeypatch.setattr(validate, "_proc_status_bytes", no_proc)
+    budget = validate.memory_budget(torch.device("cpu"), None)
+    assert budget == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
+    assert validate.memory_budget(torch.device("cpu"), 2.5) == 2.5 * 2**30

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -167,20 +168,21 @@ def validate(
 
 def memory_budget(device: torch.device, memory_gb: float | None) -> float:
     """Bytes one measurement may add: ``memory_gb`` if given, else half of what is free now (the CPU's
-    available RAM, or the GPU's free memory)."""
+    available RAM, or the GPU's free memory); without /proc (not Linux), a quarter of the physical RAM."""
     if memory_gb:
         return memory_gb * 2**30
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return free / 2
-    with open("/proc/meminfo") as fh:
-        available_kib = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
-    return available_kib * 1024 / 2
+    try:
+        return _proc_status_bytes("MemAvailable:", "/proc/meminfo") / 2
+    except OSError:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
 
 
 def peak_memory_bytes(device: torch.device) -> int:
     """The peak since :func:`resident_bytes` restarted it: resident set (VmHWM) on the CPU, allocated tensors
-    on a GPU."""
+    on a GPU. OSError where the system has no /proc (not Linux)."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     return _proc_status_bytes("VmHWM:")
@@ -240,7 +242,10 @@ def validate_subject(
         sample=subject.sample,
     )
     shape = MemoryShape.of(subject.policy, validate_kwargs.get("dtype", torch.float32))
-    resident = resident_bytes(device)
+    try:
+        resident: int | None = resident_bytes(device)
+    except OSError:  # no /proc: the peak is not measured (the prediction still chooses the chunk)
+        resident = None
     chunk, memory = plan_row_chunk(rollouts, shape, memory_budget(device, memory_gb), row_chunk)
     if not memory["fits_budget"]:
         warn(
@@ -270,7 +275,8 @@ def validate_subject(
         **validate_kwargs,
     )
     # measured like the model's fit: the peak above what was resident before the measurements
-    report["setup"]["measured_peak_gb"] = round((peak_memory_bytes(device) - resident) / 2**30, 3)
+    measured = None if resident is None else round((peak_memory_bytes(device) - resident) / 2**30, 3)
+    report["setup"]["measured_peak_gb"] = measured
     return frame, report
 
 
@@ -284,8 +290,8 @@ def resident_bytes(device: torch.device) -> int:
     return _proc_status_bytes("VmRSS:")
 
 
-def _proc_status_bytes(key: str) -> int:
-    with open("/proc/self/status") as fh:
+def _proc_status_bytes(key: str, path: str = "/proc/self/status") -> int:
+    with open(path) as fh:
         return int(next(line for line in fh if line.startswith(key)).split()[1]) * 1024
 
 

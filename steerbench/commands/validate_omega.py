@@ -327,7 +327,7 @@ def _print_report(report: dict[str, Any], written: list[Path]) -> None:
     if "row_chunk" in s:
         console.print(
             f"memory: {s['row_chunk']} sequences per pass; predicted peak {s['predicted_peak_gb']:.2f} GB, "
-            f"measured {s['measured_peak_gb']:.2f} GB (budget {s['memory_budget_gb']:.2f} GB; --memory-gb)"
+            f"measured {f(s['measured_peak_gb'])} GB (budget {s['memory_budget_gb']:.2f} GB; --memory-gb)"
         )
     for lr_key, row in (report.get("lr_sweep") or {}).items():
         errs = ", ".join(
