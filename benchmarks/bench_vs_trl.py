@@ -1,7 +1,7 @@
 """TRL's GRPOTrainer against steerbench's embedded trainer on the same job, alternating, in one invocation.
 
-    /work/.venvs/trl/bin/python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 10] [--threads 2]
-        [--size small|large] [--sft-steps 300] [--workdir /tmp/bench_vs_trl]
+    /work/.venvs/trl/bin/python benchmarks/bench_vs_trl.py [--job add|smollm2] [--pairs 3] [--steps 10]
+        [--threads 2] [--size small|large] [--sft-steps 300] [--workdir /tmp/bench_vs_trl]
 
 Needs TRL, which is never a steerbench dependency: run it from a separate venv, e.g.
     python3 -m venv /work/.venvs/trl && /work/.venvs/trl/bin/pip install torch==2.13.0 trl
@@ -16,6 +16,13 @@ surrogate ε = 0.2, β = 0, token-mean (TRL "dapo"); one AdamW step per rollout 
 constant); fp32; seed 0. steerbench drives the same model through its `model.hf_path` adapter, twice:
 as configured by default, and fast (`trainer.share_prompts=true`: each group's prompt scored once;
 `trainer.fused_adamw=true`: torch's fused AdamW, which TRL's default `optim=adamw_torch_fused` runs too).
+
+`--job smollm2`: the same comparison on a real pretrained LM, SmolLM2-135M-Instruct (30 layers, d 576, GQA
+9/3, vocabulary 49152, tied embeddings; `steerbench model prepare smollm2` converts it once). Per step:
+4 `arith_text` prompts (a + b after three solved examples, ~150 tokens in the model's chat template) × 4
+samples, ≤ 8 new tokens, temperature 1; reward 1 iff the math reward accepts the answer (TRL gets the
+same chat messages and applies the same template itself); the update as above, lr 1e-6. steerbench
+runs it as `task=arith_text`: its own tokenizer, left-padded prompts, the native Llama forward.
 
 Each side runs in its own subprocess (fresh thread pools), the order rotating pair by pair. A side's
 time per step is the wall time between consecutive optimiser steps; the first is dropped (warm-up).
@@ -35,14 +42,26 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from machine import OtherLoad, describe
 
 SIZES = {"small": (128, 4, 4, 512), "large": (256, 6, 4, 1024)}  # d_model, layers, heads, ffn
-PROMPTS, SAMPLES, NEW_TOKENS, LR = 16, 8, 4, 3e-4
+
+
+@dataclass(frozen=True)
+class Job:
+    prompts: int  # distinct prompts per step
+    samples: int  # completions per prompt (GRPO group)
+    new_tokens: int  # at most, per completion
+    lr: float
+
+
+JOBS = {"add": Job(16, 8, 4, 3e-4), "smollm2": Job(4, 4, 8, 1e-6)}
 SIDES = ("trl", "steerbench", "steerbench-fast")
 FAST = ("trainer.share_prompts=true", "trainer.fused_adamw=true")  # both equal to rounding only
 
@@ -113,17 +132,39 @@ def answer_reward(prompt: str, completion: str) -> float:
     return float(completion == str(a + b))
 
 
-def run_trl(model_dir: Path, steps: int) -> dict:
-    import transformers
+def trl_data(job: str, rows: int):  # type: ignore[no-untyped-def]
+    """(TRL dataset, reward function) of the job: the same prompts and verifier steerbench's side draws."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
 
     g = torch.Generator().manual_seed(0)
-    ab = torch.randint(0, 100, (PROMPTS * (steps + 1), 2), generator=g).tolist()
-    data = Dataset.from_list([{"prompt": f"{a:02d}+{b:02d}="} for a, b in ab])
+    if job == "add":
+        ab = torch.randint(0, 100, (rows, 2), generator=g).tolist()
 
-    def reward(prompts, completions, **_):  # type: ignore[no-untyped-def]
-        return [answer_reward(p, c) for p, c in zip(prompts, completions, strict=True)]
+        def reward(prompts, completions, **_):  # type: ignore[no-untyped-def]
+            return [answer_reward(p, c) for p, c in zip(prompts, completions, strict=True)]
+
+        return Dataset.from_list([{"prompt": f"{a:02d}+{b:02d}="} for a, b in ab]), reward
+    from steerbench.local.text_tasks import arith_messages
+    from steerbench.rewards import compute_score_with_acc
+
+    ab = torch.randint(0, 10, (rows, 2), generator=g).tolist()
+
+    def math_reward(prompts, completions, answer, **_):  # type: ignore[no-untyped-def]
+        return [
+            compute_score_with_acc("arith_text", c[-1]["content"], truth)["acc"]
+            for c, truth in zip(completions, answer, strict=True)
+        ]
+
+    data = [{"prompt": arith_messages(a, b), "answer": str(a + b)} for a, b in ab]
+    return Dataset.from_list(data), math_reward
+
+
+def run_trl(model_dir: Path, steps: int, job: str) -> dict:
+    import transformers
+    from trl import GRPOConfig, GRPOTrainer
+
+    spec = JOBS[job]
+    data, reward = trl_data(job, spec.prompts * (steps + 1))
 
     marks: list[float] = []
     tokens: list[float] = []
@@ -134,20 +175,20 @@ def run_trl(model_dir: Path, steps: int) -> dict:
 
         def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
             if logs and "completions/mean_length" in logs:
-                tokens.append(logs["completions/mean_length"] * PROMPTS * SAMPLES)
+                tokens.append(logs["completions/mean_length"] * spec.prompts * spec.samples)
 
     args = GRPOConfig(
-        output_dir=str(model_dir / "trl_out"),
-        per_device_train_batch_size=PROMPTS * SAMPLES,
-        num_generations=SAMPLES,
-        max_completion_length=NEW_TOKENS,
+        output_dir=tempfile.mkdtemp(prefix="trl_out"),  # nothing is saved; not beside the model
+        per_device_train_batch_size=spec.prompts * spec.samples,
+        num_generations=spec.samples,
+        max_completion_length=spec.new_tokens,
         temperature=1.0,
         top_p=1.0,
         beta=0.0,
         epsilon=0.2,
         loss_type="dapo",
         scale_rewards="group",
-        learning_rate=LR,
+        learning_rate=spec.lr,
         lr_scheduler_type="constant",
         weight_decay=0.0,
         max_grad_norm=1.0,
@@ -175,21 +216,27 @@ def run_trl(model_dir: Path, steps: int) -> dict:
     return {"step_s": [b - a for a, b in zip(marks, marks[1:], strict=False)], "tokens": tokens[1:]}
 
 
-def run_steerbench(model_dir: Path, steps: int, threads: int, fast: bool) -> dict:
+TASKS = {  # steerbench's side of each job
+    "add": ["task=add", "task.digits=2"],
+    "smollm2": ["task=arith_text", f"task.max_new_tokens={JOBS['smollm2'].new_tokens}"],
+}
+
+
+def run_steerbench(model_dir: Path, steps: int, threads: int, fast: bool, job: str) -> dict:
     from steerbench.config import compose
     from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
 
+    spec = JOBS[job]
     cfg = compose(
         [
             f"model.hf_path={model_dir}",
-            "task=add",
-            "task.digits=2",
+            *TASKS[job],
             "method=grpo",
-            f"trainer.prompts_per_step={PROMPTS}",
-            f"trainer.samples_per_prompt={SAMPLES}",
+            f"trainer.prompts_per_step={spec.prompts}",
+            f"trainer.samples_per_prompt={spec.samples}",
             "trainer.ppo_epochs=1",
             "trainer.minibatches=1",
-            f"trainer.lr={LR}",
+            f"trainer.lr={spec.lr}",
             "trainer.weight_decay=0.0",
             "trainer.grad_clip=1.0",
             "trainer.temperature=1.0",
@@ -207,7 +254,7 @@ def run_steerbench(model_dir: Path, steps: int, threads: int, fast: bool) -> dic
     for _ in range(steps):
         row = rl_step(cfg, task, state)
         marks.append(time.perf_counter())
-        tokens.append(row["len/response_mean"] * PROMPTS * SAMPLES)
+        tokens.append(row["len/response_mean"] * spec.prompts * spec.samples)
     return {"step_s": [b - a for a, b in zip(marks[1:], marks[2:], strict=False)], "tokens": tokens[1:]}
 
 
@@ -223,22 +270,38 @@ def matmul_peak(d: int, ffn: int, rows: int) -> float:
     return best / 1e9
 
 
-def job_gflop(size: str, vocab: int, prompt_len: int, new_tokens: float, prompt_rows: int) -> float:
-    """Matmul FLOPs of one step: 2·N per token forward (N: matmul weights incl. the LM head), with the
-    prompt run for `prompt_rows` rows (every row: the job's FLOPs; one per distinct prompt: what
+def job_gflop(weights: int, job: Job, prompt_len: float, new_tokens: float, prompt_rows: int) -> float:
+    """Matmul FLOPs of one step: 2·N per token forward (N: the model's matmul weights, LM head included),
+    with the prompt run for `prompt_rows` rows (every row: the job's FLOPs; one per distinct prompt: what
     `trainer.share_prompts` executes)."""
-    d, layers, _, ffn = SIZES[size]
-    n = layers * (4 * d * d + 3 * d * ffn) + d * vocab
-    rows = PROMPTS * SAMPLES
+    rows = job.prompts * job.samples
     sample_tokens = prompt_rows * prompt_len + rows * (new_tokens - 1)  # prefill, then one token per step
     train_tokens = prompt_rows * prompt_len + rows * new_tokens
-    return 2 * n * (sample_tokens + 3 * train_tokens) / 1e9
+    return 2 * weights * (sample_tokens + 3 * train_tokens) / 1e9
+
+
+def job_model(args: argparse.Namespace) -> tuple[Path, float]:
+    """(model directory, mean prompt length in tokens) of the job."""
+    if args.job == "add":
+        return build_model(args.workdir, args.size, args.sft_steps), 7
+    from transformers import AutoTokenizer
+
+    from steerbench.local.chat import prompt_ids
+    from steerbench.local.pretrained import prepare
+    from steerbench.local.text_tasks import arith_messages
+
+    model_dir = prepare("smollm2", log=lambda _msg: None).path
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return model_dir, statistics.mean(
+        len(prompt_ids(tok, arith_messages(a, b))) for a in range(10) for b in range(10)
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--job", choices=sorted(JOBS), default="add")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
@@ -249,27 +312,33 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    job = JOBS[args.job]
     if args.side:  # child: one side's run, JSON on the last stdout line
         result = (
-            run_trl(args.model_dir, args.steps)
+            run_trl(args.model_dir, args.steps, args.job)
             if args.side == "trl"
-            else run_steerbench(args.model_dir, args.steps, args.threads, args.side == "steerbench-fast")
+            else run_steerbench(
+                args.model_dir, args.steps, args.threads, args.side == "steerbench-fast", args.job
+            )
         )
         print(json.dumps(result))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model_dir = build_model(args.workdir, args.size, args.sft_steps)
+    model_dir, prompt_len = job_model(args)
     from transformers import AutoModelForCausalLM
 
-    params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
-    d, _, _, ffn = SIZES[args.size]
-    peak = matmul_peak(d, ffn, PROMPTS * SAMPLES * 11)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    params = sum(p.numel() for p in model.parameters())
+    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    d, ffn = model.config.hidden_size, model.config.intermediate_size
+    rows = job.prompts * job.samples
+    peak = matmul_peak(d, ffn, rows * 11)
     results: dict[str, dict[str, list[float]]] = {s: {"step_s": [], "tokens": [], "other": []} for s in SIDES}
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
     for pair in range(args.pairs):
         for side in SIDES[pair % 3 :] + SIDES[: pair % 3]:
-            cmd = [sys.executable, __file__, "--side", side, "--model-dir", str(model_dir)]
+            cmd = [sys.executable, __file__, "--side", side, "--model-dir", str(model_dir), "--job", args.job]
             cmd += ["--steps", str(args.steps), "--threads", str(args.threads)]
             with OtherLoad() as load:
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -285,18 +354,19 @@ def main() -> None:
                 flush=True,
             )
     print(
-        f"\njob: Llama {args.size} ({params:,} parameters), {PROMPTS}×{SAMPLES} completions/step, ≤{NEW_TOKENS} "
-        f"new tokens, {args.threads} threads, {args.pairs} alternating pairs × {args.steps} steps (first dropped)"
+        f"\njob {args.job}: {model.config.model_type} ({params:,} parameters), {job.prompts}×{job.samples} "
+        f"completions/step, prompts {prompt_len:.0f} tokens, ≤{job.new_tokens} new tokens, {args.threads} "
+        f"threads, {args.pairs} alternating pairs × {args.steps} steps (first dropped)"
     )
     print(f"matmul peak (fp32, {args.threads} threads, model-shaped): {peak:.1f} GFLOP/s")
     medians = {}
     for side, r in results.items():
         med = medians[side] = statistics.median(r["step_s"])
         toks = statistics.mean(r["tokens"])
-        new_tokens = toks / (PROMPTS * SAMPLES)
-        gflop = job_gflop(args.size, chars().vocab_size, 7, new_tokens, PROMPTS * SAMPLES)
+        new_tokens = toks / rows
+        gflop = job_gflop(weights, job, prompt_len, new_tokens, rows)
         executed = (
-            job_gflop(args.size, chars().vocab_size, 7, new_tokens, PROMPTS)
+            job_gflop(weights, job, prompt_len, new_tokens, job.prompts)
             if side == "steerbench-fast"
             else gflop
         )

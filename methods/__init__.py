@@ -4,31 +4,61 @@ Public API:
     PolicyBatch                  the tensors a loss receives, shape (batch, response_len)
     compute_policy_loss(name, batch, **knobs) -> (loss, metrics)
     compute_advantages(name, rewards, group_index, response_mask, old_log_prob=None, **knobs) -> (B, T)
-    REGISTRY / get_method(name)  name → MethodSpec (kind, typed knobs with defaults, source)
+    REGISTRY / get_method(name)  name → MethodSpec (kind, typed knobs with defaults, source), in
+                                 registry order: what `steerbench methods` and `compare` list
+    catalog()                    the registry as plain rows (what ``steerbench methods --json`` prints)
+
+Adding a method is one file. Inside this package: ``methods/<name>.py`` calling ``register(MethodSpec(...))``
+at import (every module here is imported). From another package: the same file, named in that package's
+``pyproject.toml`` under the entry-point group ``steerbench.methods``::
+
+    [project.entry-points."steerbench.methods"]
+    my_method = "my_package.my_method"
+
+Registry order: ``PAPER_ORDER``, then this package's other methods by module name, then plugins by
+entry-point name.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
 from typing import Any
 
 import torch
 
-from steerbench.methods import (  # noqa: F401  (each module registers its method)
-    clip_cov,
-    clip_higher,
-    entropy_bonus,
-    grpo,
-    kl,
-    kl_cov,
-    pos_adv_reweight,
-    steer,
-    unlikeliness,
-    w_reinforce,
-)
 from steerbench.methods.aggregation import AGG_MODES, aggregate
 from steerbench.methods.batch import MethodError, PolicyBatch
 from steerbench.methods.registry import REGISTRY, MethodSpec, get_method
-from steerbench.methods.surrogate import SurrogateConfig
+from steerbench.methods.surrogate import CLIP_KNOBS, SurrogateConfig
+
+# The published comparison's order (grpo first: every other method is measured against it).
+PAPER_ORDER = (
+    "grpo",
+    "clip_higher",
+    "kl",
+    "entropy_bonus",
+    "w_reinforce",
+    "unlikeliness",
+    "pos_adv_reweight",
+    "clip_cov",
+    "kl_cov",
+    "steer",
+)
+PLUGIN_GROUP = "steerbench.methods"  # entry-point group naming other packages' method modules
+
+
+def _register_all() -> None:
+    """Import every module that registers a method: ``PAPER_ORDER`` first, so the registry lists them
+    in that order, then the rest of this package, then the plugins. Runs last in this module, so a
+    method module may import anything this package exports."""
+    others = sorted(info.name for info in pkgutil.iter_modules(__path__) if info.name not in PAPER_ORDER)
+    for module in (*PAPER_ORDER, *others):
+        importlib.import_module(f"{__name__}.{module}")
+    for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        plugin.load()
+
 
 __all__ = [
     "AGG_MODES",
@@ -38,6 +68,7 @@ __all__ = [
     "PolicyBatch",
     "SurrogateConfig",
     "aggregate",
+    "catalog",
     "compute_advantages",
     "compute_policy_loss",
     "get_method",
@@ -103,3 +134,23 @@ def compute_advantages(
         seq_log_prob = sequence_mean_log_prob(old_log_prob, response_mask)
     per_sequence = spec.shaper(rewards.to(torch.float32), group_index, seq_log_prob, cfg)
     return per_sequence[:, None] * response_mask.to(per_sequence.dtype)
+
+
+def catalog() -> list[dict[str, Any]]:
+    """One row per method in registry order: name, kind, knobs with their defaults (clipping apart: the
+    scenario's, but for the clipping a method owns), needs, formula and source."""
+    return [
+        {
+            "name": spec.name,
+            "kind": spec.kind,
+            "knobs": {k: v for k, v in spec.knobs().items() if k not in CLIP_KNOBS},
+            "own_clipping": {k: spec.knobs()[k] for k in spec.own_clipping},
+            "needs": list(spec.needs),
+            "summary": spec.summary,
+            "source": spec.source,
+        }
+        for spec in REGISTRY.values()
+    ]
+
+
+_register_all()

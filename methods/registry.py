@@ -60,6 +60,8 @@ REGISTRY: dict[str, MethodSpec] = {}
 def register(spec: MethodSpec) -> MethodSpec:
     if spec.kind not in KINDS:
         raise ValueError(f"kind {spec.kind!r} of {spec.name!r} is not one of {KINDS}")
+    if spec.name in REGISTRY:
+        raise ValueError(f"method {spec.name!r} is registered twice; give one of them another name")
     REGISTRY[spec.name] = spec
     return spec
 

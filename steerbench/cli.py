@@ -1,19 +1,25 @@
 """The ``steerbench`` command line. Each subcommand lives in ``steerbench/commands/<name>.py``.
 
-A command module imports only typer, rich and the standard library at module level and does its real
-imports (torch, Hydra, pandas, the trainer) inside the command function, so ``steerbench --help`` and
-``steerbench methods`` start without torch (tests/test_imports.py checks both).
+The one place the project imports its own modules inside functions: a command module
+(``steerbench/commands/``) imports only typer, rich and the standard library at module level and does
+its real imports (torch, Hydra, pandas, the trainer, the backends) inside the command function, so
+``steerbench --help`` starts without torch (tests/test_imports.py checks it). Every other module
+imports at its top.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 import sys
+from importlib.metadata import PackageNotFoundError, requires
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+import steerbench.commands as commands
 from steerbench.errors import RunFailed, UsageError
 
 app = typer.Typer(
@@ -32,11 +38,6 @@ def _root() -> None:
 
 
 def _register_commands() -> None:
-    import importlib
-    import pkgutil
-
-    import steerbench.commands as commands
-
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"steerbench.commands.{info.name}")
         module.register(app)
@@ -48,8 +49,6 @@ _register_commands()
 def extra_providing(module: str) -> str | None:
     """The pip extra of steerbench that installs ``module`` (from the installed metadata, so
     pyproject.toml stays the one list); None if no extra does. ``dev`` only if nothing narrower."""
-    from importlib.metadata import PackageNotFoundError, requires
-
     try:
         requirements = requires("steerbench") or []
     except PackageNotFoundError:

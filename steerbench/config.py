@@ -6,7 +6,8 @@ is checked against the real knob names and types, and the defaults have one sour
 dataclass). The root config's schema (``steerbench.schema.RunSchema``) types the trainer, warm-start and
 model knobs the same way. ``compose`` then runs one validation pass (ranges, finiteness, task knobs,
 cross-field rules) before returning: every violation is a UsageError naming the key, the value and
-the allowed range, raised before a caller writes anything.
+the allowed range, raised before a caller writes anything. ``compose_omega`` composes ``validate-omega``'s
+config (root ``schema.ValidateOmegaSchema``, its ``omega`` group) the same way.
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ from steerbench.methods import REGISTRY, MethodError, get_method
 
 CONFIG_DIR = Path(experiments.__file__).resolve().parent
 METHOD_KEYS = ("name",)
+RUN_ROOT, OMEGA_ROOT = (
+    "config",
+    "validate_omega_schema",
+)  # experiments/config.yaml; schema.ValidateOmegaSchema
+# the groups typed by schema dataclasses, for the range in a type error's message
+RANGED = {**schema.TYPED, "omega": schema.OmegaValidationConfig}
 
 
 def _store_groups() -> None:
     store = ConfigStore.instance()
     store.store(name="run_schema", node=schema.RunSchema)
+    store.store(name=OMEGA_ROOT, node=schema.ValidateOmegaSchema)
     for name, spec in REGISTRY.items():
         node = dataclasses.make_dataclass(
             f"{spec.config.__name__}Node",
@@ -55,6 +63,13 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     resolve_clipping(cfg, overrides)
     validate(cfg)
     return cfg
+
+
+def compose_omega(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """``validate-omega``'s ``omega`` node: typed, every range and choice checked (UsageError otherwise)."""
+    cfg = _hydra_compose(list(overrides), OMEGA_ROOT)
+    schema.check_ranges("omega", cfg.omega, schema.OmegaValidationConfig)
+    return cfg.omega
 
 
 GROUPS = ("method", "scenario", "task", "model")
@@ -77,19 +92,28 @@ def _check_group_choice(override: str) -> None:
         )
 
 
-def _hydra_compose(overrides: list[str]) -> DictConfig:
+def hydra_string(text: str) -> str:
+    """``text`` as a quoted override value that Hydra reads back verbatim: quotes escaped, and the
+    backslashes before them or before an interpolation (``${``) doubled; others are kept as they are."""
+    text = re.sub(r"(\\+)(?='|\$\{|$)", lambda m: m.group(1) * 2, text)
+    return "'" + text.replace("'", "\\'").replace("${", "\\${") + "'"
+
+
+def _hydra_compose(overrides: list[str], root: str = RUN_ROOT) -> DictConfig:
     _store_groups()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            return hydra_compose(config_name="config", overrides=overrides)
+            cfg = hydra_compose(config_name=root, overrides=overrides)
+            OmegaConf.to_container(cfg, resolve=True)  # an interpolation of a missing key fails here
+            return cfg
     except (HydraException, OmegaConfBaseException, ValueError) as exc:  # Hydra raises some ValueErrors
-        raise UsageError(_explain(exc, overrides)) from None
+        raise UsageError(_explain(exc, overrides, root)) from None
     finally:
         GlobalHydra.instance().clear()
 
 
-def _explain(exc: Exception, overrides: list[str]) -> str:
+def _explain(exc: Exception, overrides: list[str], root: str) -> str:
     """Hydra's error in the user's terms: the key, the value, what is allowed (not Hydra's hints)."""
     cause = exc.__cause__ if exc.__cause__ is not None else exc
     key = getattr(cause, "full_key", None)
@@ -97,7 +121,7 @@ def _explain(exc: Exception, overrides: list[str]) -> str:
         return f"{key}={getattr(cause, 'value', '?')} {_wanted(str(key), str(cause))}"
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key:
         overridden = re.search(r"override '([^']+)'", str(exc))
-        return _unknown_key(overridden.group(1) if overridden else str(key), str(key), overrides)
+        return _unknown_key(overridden.group(1) if overridden else str(key), str(key), overrides, root)
     if key:
         return f"{key}: {str(cause).splitlines()[0]}"
     message = " ".join((str(exc).strip() or str(cause).strip() or type(cause).__name__).split())
@@ -121,21 +145,21 @@ def _wanted(key: str, message: str) -> str:
         expected = message.split("field of type", 1)[1].split("\n")[0].strip(" '")
     text = f"is not {expected}" if expected else "has the wrong type"
     group, _, name = key.partition(".")
-    typed = schema.TYPED.get(group)
+    typed = RANGED.get(group)
     fields = {f.name: f for f in dataclasses.fields(typed)} if typed else {}
     if name in fields and "range" in fields[name].metadata:
         text += f"; it must be {fields[name].metadata['range']}"
     return text
 
 
-def _unknown_key(overridden: str, missing: str, overrides: list[str]) -> str:
+def _unknown_key(overridden: str, missing: str, overrides: list[str], root: str) -> str:
     """Name the unknown key and list the valid ones beside it (from the config without that override)."""
     parent = missing.rpartition(".")[0]
     groups = [o for o in overrides if "." not in o.split("=", 1)[0]]  # method=steer etc. pick the keys
     try:
         if overridden in (o.split("=", 1)[0].lstrip("+~") for o in groups):
             raise KeyError(overridden)  # a bad group choice: do not recompose the same failing config
-        node = _hydra_compose(groups)
+        node = _hydra_compose(groups, root)
         for part in filter(None, parent.split(".")):
             node = node[part]
         valid = sorted(str(k) for k in node.keys())
@@ -177,6 +201,8 @@ def validate(cfg: DictConfig) -> None:
         raise UsageError(
             f"trainer.minibatches={t.minibatches} must divide prompts_per_step × samples_per_prompt = {rollouts}"
         )
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(t.device)):
+        raise UsageError(f"trainer.device={t.device} is unknown; choose cpu, cuda or cuda:N")
     if cfg.backend == "local":
         _validate_local(cfg)
 
@@ -184,29 +210,29 @@ def validate(cfg: DictConfig) -> None:
 def _validate_local(cfg: DictConfig) -> None:
     """The embedded backend's task knobs (typed by the task's dataclass) and model shape."""
     from steerbench.local.model import ModelConfig
-    from steerbench.local.task_registry import TASKS, get_task
+    from steerbench.local.task_registry import ALL_TASKS, get_task
 
     params = to_dict(cfg.task)
     name = str(params.pop("name", ""))
-    if name not in TASKS:
-        raise UsageError(f"task={name!r} is unknown; choose one of {', '.join(sorted(TASKS))}")
+    if name not in ALL_TASKS:
+        raise UsageError(f"task={name!r} is unknown; choose one of {', '.join(sorted(ALL_TASKS))}")
     try:
-        typed = OmegaConf.merge(OmegaConf.structured(TASKS[name]), params)
+        typed = OmegaConf.merge(OmegaConf.structured(ALL_TASKS[name]), params)
     except ValidationError as exc:
         raise UsageError(f"task.{exc.full_key}={exc.value} {_wanted('', str(exc))}") from None
     except (ConfigKeyError, ConfigAttributeError) as exc:
-        valid = sorted(str(k) for k in OmegaConf.structured(TASKS[name]).keys() if k != "name")
+        valid = sorted(str(k) for k in OmegaConf.structured(ALL_TASKS[name]).keys() if k != "name")
         raise UsageError(
             f"unknown key 'task.{exc.full_key}' for task {name}; valid keys: {', '.join(valid)}"
         ) from None
     task_knobs = {k: v for k, v in to_dict(typed).items() if k != "name"}
     schema.check_finite("task", task_knobs)
-    task = get_task(name, **task_knobs)
+    if cfg.model.hf_path and not Path(cfg.model.hf_path).expanduser().is_dir():
+        raise UsageError(
+            f"model.hf_path={cfg.model.hf_path} is not a directory (a Hugging Face model folder)"
+        )
+    task = get_task(name, model_path=cfg.model.hf_path, **task_knobs)  # a text task loads the tokenizer
     if cfg.model.hf_path:
-        if not Path(cfg.model.hf_path).expanduser().is_dir():
-            raise UsageError(
-                f"model.hf_path={cfg.model.hf_path} is not a directory (a Hugging Face model folder)"
-            )
         return
     m = cfg.model
     try:

@@ -18,8 +18,10 @@ from omegaconf import DictConfig
 
 from steerbench.config import to_dict
 from steerbench.errors import RunFailed, UsageError
+from steerbench.local.trainer import train
 from steerbench.methods import MethodError
 from steerbench.runstore import RunStore, atomic_write_json, describe_write_error, identity
+from steerbench.verl.trainer import train_verl
 
 SUMMARY_KEYS = ("entropy/mean", "reward/mean", "acc/train", "val/pass@1", "val/pass@k", "val/entropy")
 
@@ -96,14 +98,11 @@ def _execute_locked(
         on_step = _also_log_to(wandb_run, on_step)
     try:
         if cfg.backend == "verl":
-            from steerbench.verl.trainer import train_verl
-
             rows = train_verl(cfg, store, on_step=on_step, on_warm_start=on_warm_start)
         else:
-            from steerbench.local.trainer import train
-
             step_metrics = None
             if cfg.trainer.omega_every:  # the trainer knows nothing of analysis/: Ω validation is a hook
+                # imported only when asked for: its statistics need the analysis extra (scipy), a run does not
                 from steerbench.analysis.omega.in_training import embedded_omega_metrics
 
                 step_metrics = embedded_omega_metrics

@@ -39,10 +39,19 @@ import yaml
 
 from steerbench import cell_launchers
 from steerbench.cell_launchers import CellResult
+from steerbench.comparisons import CONTROL, flatten, same_config
+from steerbench.config import compose, to_dict
 from steerbench.errors import UsageError
-from steerbench.runstore import atomic_write_json
+from steerbench.execute import run_dir_name
+from steerbench.runstore import atomic_write_json, ensure_writable, variant_of
+from steerbench.verl.launch import check_inputs
 
-GRID_KEYS = ("name", "description", "methods", "scenarios", "seeds", "steps", "overrides", "exclude")
+GRID_KEYS = (
+    "name", "description", "methods", "scenarios", "seeds", "steps", "overrides", "method_overrides", "exclude",
+    "design",
+)  # fmt: skip
+# what a grid may declare as the primary endpoint of its family (compare's per-run statistics)
+ENDPOINTS = ("final_passk", "final_pass1", "final_entropy")
 MANIFEST = "grid.json"
 DEFAULT_OUT = Path("runs")
 
@@ -57,15 +66,22 @@ class GridSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     steps: int | None = None
     overrides: dict[str, list[str]] = field(default_factory=dict)
+    # one method's own knobs (a dose sweep of kl's β beside grpo): method → {key: values}
+    method_overrides: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     description: str = ""
     exclude: list[str] = field(default_factory=list)  # "method/scenario" pairs the product leaves out
+    # the analysis declared before the runs: primary endpoint, pilot (sd of paired seed differences and
+    # grpo's own effect per endpoint); compare reads it back from grid.json
+    design: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The part of the spec that defines the cells (what grid.json compares)."""
         rec = asdict(self)
         rec.pop("description")
-        if not rec["exclude"]:  # absent, as in grids recorded before the key existed
-            rec.pop("exclude")
+        rec.pop("design")
+        for key in ("exclude", "method_overrides"):  # absent, as in grids recorded before the key existed
+            if not rec[key]:
+                rec.pop(key)
         rec["overrides"] = {k: list(v) for k, v in sorted(self.overrides.items())}
         return rec
 
@@ -81,6 +97,7 @@ class Cell:
     scenario: str
     seed: int
     variant: str = ""  # the swept overrides (runstore.variant_of), recorded in the run's identity
+    config: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # flattened, composed
 
     def status(self) -> str:
         """done / running / failed from meta.json, 'partial' if a store exists without meta, else 'new'."""
@@ -205,9 +222,41 @@ def load_grid_yaml(path: Path) -> GridSpec:
         seeds=_seeds(raw.get("seeds", [0])),
         steps=_steps(raw.get("steps")),
         overrides={str(k): _str_list(f"override {k}", v) for k, v in overrides.items()},
+        method_overrides=_method_overrides(path, raw.get("method_overrides")),
         description=str(raw.get("description") or ""),
         exclude=_str_list("exclude", raw.get("exclude")),
+        design=_design(path, raw.get("design")),
     )
+
+
+def _method_overrides(path: Path, raw: Any) -> dict[str, dict[str, list[str]]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise UsageError(
+            f"grid file {path}: method_overrides must map a method to {{KEY: value or [v1, v2]}}"
+        )
+    return {str(m): {str(k): _str_list(f"override {k}", v) for k, v in kv.items()} for m, kv in raw.items()}
+
+
+def _design(path: Path, raw: Any) -> dict[str, Any]:
+    """``design: {primary: <endpoint>, pilot: {<endpoint>: {sd: >0, effect: number}}, source: text}``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or set(raw) - {"primary", "pilot", "source"}:
+        raise UsageError(f"grid file {path}: design must be a mapping with keys primary, pilot, source")
+    primary = raw.get("primary", ENDPOINTS[0])
+    if primary not in ENDPOINTS:
+        raise UsageError(f"grid file {path}: design.primary {primary!r} is not one of {', '.join(ENDPOINTS)}")
+    pilot = raw.get("pilot") or {}
+    for endpoint, entry in pilot.items():
+        ok = endpoint in ENDPOINTS and isinstance(entry, dict) and set(entry) == {"sd", "effect"}
+        if not ok or not all(isinstance(v, int | float) for v in entry.values()) or entry["sd"] <= 0:
+            raise UsageError(
+                f"grid file {path}: design.pilot.{endpoint} must be {{sd: > 0, effect: number}} "
+                f"for an endpoint of {', '.join(ENDPOINTS)}"
+            )
+    return {"primary": primary, "pilot": pilot, "source": str(raw.get("source", ""))}
 
 
 def _steps(value: Any) -> int | None:
@@ -259,6 +308,11 @@ def build_spec(
         raise UsageError("the grid has no methods: give --methods a,b or a grid file with methods: [...]")
     if not spec.scenarios or not spec.seeds:
         raise UsageError("the grid is empty: it needs at least one scenario and one seed")
+    for method in spec.method_overrides:
+        if method not in spec.methods:
+            raise UsageError(
+                f"grid method_overrides names {method!r}, which is not one of the grid's methods"
+            )
     for pair in spec.exclude:
         method, _, scenario = pair.partition("/")
         if method not in spec.methods or scenario not in spec.scenarios:
@@ -278,26 +332,16 @@ def _slug(text: str) -> str:
 
 def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
     """Every cell of the grid, its config composed and checked; raises UsageError before any launch."""
-    from steerbench.config import compose
-    from steerbench.execute import run_dir_name
-    from steerbench.runstore import variant_of
-    from steerbench.verl.launch import check_inputs
 
-    fixed = [f"{k}={v[0]}" for k, v in sorted(spec.overrides.items()) if len(v) == 1]
-    swept = sorted((k, v) for k, v in spec.overrides.items() if len(v) > 1)
     cells: list[Cell] = []
     seen: dict[str, tuple[str, ...]] = {}
-    for method, scenario, combo, seed in itertools.product(
-        spec.methods, spec.scenarios, itertools.product(*[v for _, v in swept]), spec.seeds
-    ):
+    for method, scenario, fixed, sweep, seed in _combinations(spec):
         if f"{method}/{scenario}" in spec.exclude:
             continue
         overrides = [f"method={method}", f"scenario={scenario}", f"trainer.seed={seed}"]
         if spec.steps is not None:
             overrides.append(f"trainer.steps={spec.steps}")
-        overrides += fixed
-        sweep = [f"{k}={v}" for (k, _), v in zip(swept, combo, strict=True)]
-        overrides += sweep
+        overrides += fixed + sweep
         try:
             cfg = compose(overrides)
             if cfg.backend == "verl":  # a missing model or data file fails here, not in the first cell's job
@@ -305,7 +349,7 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
         except UsageError as exc:
             raise UsageError(f"grid cell {' '.join(overrides)}: {exc}") from None
         name = run_dir_name(cfg) + "".join(
-            f"__{_slug(k.split('.')[-1])}={_slug(v)}" for (k, _), v in zip(swept, combo, strict=True)
+            f"__{_slug(k.split('.')[-1])}={_slug(v)}" for k, _, v in (o.partition("=") for o in sweep)
         )
         if name in seen:
             raise UsageError(
@@ -321,6 +365,7 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
                 scenario=scenario,
                 seed=seed,
                 variant=variant_of(sweep),
+                config=flatten(to_dict(cfg)),
             )
         )
     if not cells:
@@ -328,11 +373,51 @@ def expand(spec: GridSpec, grid_dir: Path) -> list[Cell]:
     return cells
 
 
+def family(spec: GridSpec, cells: Sequence[Cell]) -> dict[str, Any]:
+    """The grid's multiple-testing family, fixed before any run: every method × scenario × variant other
+    than grpo, tested on the primary endpoint against the grpo cell of the same scenario and variant —
+    except a degenerate one, whose composed config equals that grpo cell's apart from ``method.name``
+    (``steerbench.comparisons.same_config``), which is listed apart and tested by nobody."""
+    controls = {(c.scenario, c.variant, c.seed): c.config for c in cells if c.method == CONTROL}
+    members: list[str] = []
+    degenerate: list[str] = []
+    for method, scenario, variant in dict.fromkeys((c.method, c.scenario, c.variant) for c in cells):
+        if method == CONTROL:
+            continue
+        label = f"{method}/{scenario}" + (f" [{variant}]" if variant else "")
+        mine = [c for c in cells if (c.method, c.scenario, c.variant) == (method, scenario, variant)]
+        twins = [same_config(c.config, controls.get((scenario, variant, c.seed), {})) for c in mine]
+        (degenerate if all(twins) else members).append(label)
+    primary = spec.design.get("primary", ENDPOINTS[0])
+    return {
+        "name": f"{spec.name}: {primary}",
+        "primary": primary,
+        "size": len(members),
+        "members": members,
+        "degenerate": degenerate,
+    }
+
+
+def _combinations(spec: GridSpec):
+    """(method, scenario, fixed overrides, swept overrides, seed) of every cell, in grid order; a method's
+    own ``method_overrides`` join the grid's overrides for its cells only."""
+    for method in spec.methods:
+        merged = {**spec.overrides, **spec.method_overrides.get(method, {})}
+        fixed = [f"{k}={v[0]}" for k, v in sorted(merged.items()) if len(v) == 1]
+        swept = sorted((k, v) for k, v in merged.items() if len(v) > 1)
+        for scenario, combo, seed in itertools.product(
+            spec.scenarios, itertools.product(*[v for _, v in swept]), spec.seeds
+        ):
+            sweep = [f"{k}={v}" for (k, _), v in zip(swept, combo, strict=True)]
+            yield method, scenario, fixed, sweep, seed
+
+
 def manifest(spec: GridSpec, cells: Sequence[Cell]) -> dict[str, Any]:
     return {
         "grid": spec.record(),
         "description": spec.description,
         "cells": {c.name: list(c.overrides) for c in cells},
+        "design": {**spec.design, "family": family(spec, cells), "seeds": list(spec.seeds)},
     }
 
 
@@ -385,7 +470,6 @@ def run_grid(
     if launcher not in cell_launchers.LAUNCHERS:
         raise UsageError(f"--launcher {launcher!r} is unknown; choose {', '.join(cell_launchers.LAUNCHERS)}")
     grid_dir, cells = plan(spec, out)
-    from steerbench.runstore import ensure_writable
 
     ensure_writable(grid_dir, "--out")
     check_manifest(grid_dir, spec, cells, write=True)

@@ -19,6 +19,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from steerbench.config import compose
+from steerbench.errors import RunFailed, UsageError
+from steerbench.execute import execute
 from steerbench.runstore import atomic_write_json
 
 
@@ -44,7 +47,6 @@ def _die_with_parent(parent: int) -> None:
 
 def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume) one cell; never raises: returns ``{"name", "status", "error", "seconds"}``."""
-    from steerbench.errors import RunFailed, UsageError
 
     start = time.perf_counter()
     name = payload["name"]
@@ -55,9 +57,6 @@ def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
 
     _limit_threads(payload.get("threads", 1))
     try:
-        from steerbench.config import compose
-        from steerbench.execute import execute
-
         overrides = list(payload["overrides"])
         execute(compose(overrides), run_dir, overrides=overrides, variant=payload.get("variant", ""))
         return result("done")

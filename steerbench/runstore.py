@@ -227,6 +227,7 @@ class RunStore:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoints" / "latest.pt")
+    evaluations_path = property(lambda self: self.path / "evaluations")
     lock_path = property(lambda self: self.path / ".lock")
 
     @contextmanager
@@ -371,6 +372,12 @@ class RunStore:
         atomic_write_bytes(
             self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
         )
+
+    def write_evaluation(self, step: int, record: dict[str, Any]) -> None:
+        """``evaluations/step<NNNNNN>.json``: one validation pass's per-prompt record (compare pairs runs
+        by prompt with it). Atomic; a resumed run that redoes the step rewrites the same bytes."""
+        self.evaluations_path.mkdir(exist_ok=True)
+        atomic_write_json(self.evaluations_path / f"step{step:06d}.json", record)
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:

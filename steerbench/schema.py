@@ -5,12 +5,15 @@ so Hydra checks types while composing (``trainer.steps=abc`` is refused); ``chec
 every field's range and finiteness in one pass, before anything is written. The YAML files stay the
 presets; these dataclasses say what is allowed. Method knobs are typed by the methods' own dataclasses
 (the generated ``method`` group) and task knobs by the task dataclasses (``steerbench.local.tasks``).
+``ValidateOmegaSchema`` is the root of ``validate-omega``'s config, its own ``omega`` group, checked the
+same way (``steerbench.config.compose_omega``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +55,24 @@ def knob(default: Any, lo: float | None = None, hi: float | None = None, *, lo_o
     return field(default=default, metadata={"range": Range(lo, hi, lo_open)})
 
 
-def positive(default: float) -> Any:
+def positive(default: float | None) -> Any:
     """A knob that must be > 0."""
     return knob(default, 0, lo_open=True)
+
+
+def choice(default: str, *options: str) -> Any:
+    """A text knob that must be one of ``options``."""
+    return field(default=default, metadata={"choices": options})
+
+
+def items(
+    default: Sequence[Any] | None, *, lo: float | None = None, lo_open: bool = False, nonempty: bool = False
+) -> Any:
+    """A list knob (or None): every item within the range, and at least one item if ``nonempty``."""
+    metadata = {"range": Range(lo, None, lo_open), "nonempty": nonempty}
+    if default is None:
+        return field(default=None, metadata=metadata)
+    return field(default_factory=lambda: list(default), metadata=metadata)
 
 
 @dataclass
@@ -81,6 +99,7 @@ class TrainerConfig:
     omega_every: int = knob(0, 0)  # Ω-validation statistics every K steps; 0 = off
     omega_lr: float = positive(1.0e-3)  # SGD step size of that measurement
     wandb: bool = False  # also log to Weights & Biases
+    device: str = "cpu"  # embedded: where the policy trains: cpu | cuda | cuda:N
 
 
 # Knobs added after runs were stored, each with the value that reproduces those runs: a stored config
@@ -89,6 +108,7 @@ class TrainerConfig:
 ADDED_KNOBS: dict[tuple[str, str], Any] = {
     ("trainer", "share_prompts"): False,
     ("trainer", "fused_adamw"): False,
+    ("trainer", "device"): "cpu",
 }
 
 
@@ -131,6 +151,49 @@ class RunSchema:
 TYPED = {"trainer": TrainerConfig, "warm_start": WarmStartConfig, "model": ModelSchema}
 
 
+@dataclass
+class OmegaValidationConfig:
+    """``steerbench validate-omega``: the policy measured, and the one real step per rollout batch.
+
+    Names (optimizer, estimators, dtype, device, sampler, method, task) are checked where they are
+    defined (``steerbench.analysis.omega``, the registry, the task group); rules across keys too."""
+
+    # the policy: at most one of run and model; neither: the embedded default policy
+    run: str | None = None  # run directory: embedded (latest.pt + config.yaml) or verl (HF exports)
+    model: str | None = None  # local Hugging Face causal-LM directory, with its tokenizer
+    data: str | None = None  # verl-format parquet of prompts + answers (model; or a verl run's data)
+    task: str | None = None  # the embedded default policy's task (null: the run config's)
+    checkpoints: str = choice("latest", "latest", "all")  # verl runs: the last export, or each one
+    method: str | None = None  # whose loss takes the step, at its defaults (null: the run's, else grpo)
+    # the measured step
+    optimizer: str = "sgd"  # sgd (the theorem's assumption) or adam (practice)
+    lr: float = positive(1e-3)  # learning rate of the one measured step
+    lrs: list[float] = items((), lo=0, lo_open=True)  # lr sweep of the first-order error; empty: none
+    estimators: list[str] | None = items(None, nonempty=True)  # names (null: every estimator)
+    batches: int = knob(4, 1)  # rollout batches (batch-level statistics need ≥ 3)
+    prompts: int = knob(8, 1)  # distinct prompts per batch
+    group_size: int = knob(8, 1)  # samples per prompt (GRPO group)
+    temperature: float = positive(1.0)  # sampling temperature; entropies are measured at it
+    rewards: str = choice("task", "task", "random")  # task: the verifier; random: coin flips
+    seed: int = knob(0, 0, SEED_MAX)  # of prompts, samples, rewards and the bootstrap
+    n_boot: int = knob(200, 0)  # bootstrap resamples for the 95% CIs
+    # sizes and hardware
+    max_new_tokens: int | None = knob(None, 1)  # response cap (null: the task's; 512 with data; else 16)
+    max_prompt_tokens: int = knob(1024, 1)  # data prompts longer than this (chat-templated) are skipped
+    row_chunk: int = knob(0, 0)  # sequences per forward/backward/JVP pass; 0: the most the budget fits
+    memory_gb: float | None = positive(None)  # one measurement's budget (null: half the free memory)
+    dtype: str = "float32"  # float32, bfloat16 (memory; float32 statistics) or float64 (exact)
+    device: str = "auto"  # auto (a GPU when there is one), cpu or cuda
+    sampler: str = "auto"  # a Hugging Face model's rollouts: generate, vllm (GPU) or auto
+
+
+@dataclass
+class ValidateOmegaSchema:
+    """The root of ``validate-omega``'s config."""
+
+    omega: OmegaValidationConfig = field(default_factory=OmegaValidationConfig)
+
+
 def check_keys(prefix: str, node: Any, schema: type) -> None:
     """UsageError for a key the schema does not have (``+trainer.x=1`` gets past Hydra's struct mode)."""
     fields = {f.name for f in dataclasses.fields(schema)}
@@ -142,12 +205,20 @@ def check_keys(prefix: str, node: Any, schema: type) -> None:
 
 
 def check_ranges(prefix: str, node: Any, schema: type) -> None:
-    """UsageError for the first field of ``node`` outside its range (key, value and the range)."""
+    """UsageError for the first field of ``node`` outside its range or choices (key, value and what is
+    allowed); a list field's items are checked one by one."""
     for f in dataclasses.fields(schema):
-        rng = f.metadata.get("range")
         value = node[f.name]
-        if rng is not None and value is not None and not rng.holds(value):
+        if value is None:
+            continue
+        values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        if f.metadata.get("nonempty") and not values:
+            raise UsageError(f"{prefix}.{f.name} is empty; give at least one")
+        rng, choices = f.metadata.get("range"), f.metadata.get("choices")
+        if rng is not None and not all(rng.holds(x) for x in values):
             raise UsageError(f"{prefix}.{f.name}={value} is out of range; it must be {rng}")
+        if choices is not None and value not in choices:
+            raise UsageError(f"{prefix}.{f.name}={value!r} is unknown; choose {' or '.join(choices)}")
 
 
 def check_finite(prefix: str, knobs: dict[str, Any]) -> None:

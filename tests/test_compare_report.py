@@ -12,7 +12,7 @@ import pytest
 from compare_helpers import write_run
 from scipy import stats as st
 
-from steerbench.analysis.compare.inference import bootstrap_interval
+from steerbench.analysis.compare.design import t_interval
 from steerbench.analysis.compare.plots import fit_cui
 from steerbench.analysis.compare.report import write_report
 from steerbench.analysis.compare.runs import load_runs
@@ -78,14 +78,14 @@ def test_entropy_area_final_entropy_and_delta_quantiles_match_numpy(tmp_path):
     assert row["time_s"] == pytest.approx(0.5 * len(h))
 
 
-def test_cell_intervals_are_the_seed_bootstrap_and_stay_in_range(tmp_path):
+def test_cell_intervals_are_the_seeds_t_interval_and_stay_in_range(tmp_path):
     finals = [0.31, 0.42, 0.37, 1.0]
     for seed, f in enumerate(finals):
         write_run(tmp_path, "steer", "standard", seed, [1.0, 0.9, 0.8], pass1={2: 0.1, 3: f})
     row = cell_summary(load_runs([tmp_path]).frame).iloc[0]
     assert row["n_seeds"] == 4
     assert row["final_pass1_mean"] == pytest.approx(np.mean(finals))
-    _, lo, hi, _ = bootstrap_interval(finals)  # itself checked against brute force in test_compare_stats
+    _, lo, hi, _ = t_interval(finals, 0.95, 0.0, 1.0)  # itself checked against scipy in test_compare_design
     assert (row["final_pass1_ci_low"], row["final_pass1_ci_high"]) == pytest.approx((lo, hi))
     # pass@k = min(1, pass@1 + 0.2): a seed at 1.0; the upper bound may touch 1 but never pass it
     assert 0 <= row["final_passk_ci_low"] <= row["final_passk_ci_high"] <= 1.0
@@ -176,6 +176,15 @@ def test_cui_fit_recovers_a_and_b():
 
 def test_findings_give_the_collapse_and_the_paired_effects_in_numbers(tmp_path):
     curves = grid_of_runs(tmp_path)
+    # the grid declared final entropy its primary endpoint, in a family of the 2 steer comparisons
+    family = {
+        "name": "g: final_entropy",
+        "primary": "final_entropy",
+        "size": 2,
+        "members": [],
+        "degenerate": [],
+    }
+    (tmp_path / "grid.json").write_text(json.dumps({"design": {"family": family}}))
     result = write_report(load_runs([tmp_path]), tmp_path / "report")
     text = "\n".join(result["findings"])
     g = np.array(curves["grpo/standard"])
@@ -213,7 +222,9 @@ def test_findings_give_the_collapse_and_the_paired_effects_in_numbers(tmp_path):
     assert {"entropy_vs_step.png", "accuracy_vs_step.png", "dH_abs_box.png"} <= set(result["files"])
     assert {"clip_fractions.png", "entropy_accuracy.png"} <= set(result["files"])
     html = (tmp_path / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and 'src="http' not in html
+    # the five figures and the forest plot of the verdict's first screen, embedded
+    assert "forest.png" in result["files"]
+    assert html.count("data:image/png;base64,") == 6 and 'src="http' not in html
 
 
 def test_two_compare_runs_give_identical_bytes(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -10,64 +9,12 @@ import pytest
 from scipy import stats as st
 
 from steerbench.analysis.compare.inference import (
-    bootstrap_interval,
     cohens_dz,
     holm,
     min_detectable,
     paired_t,
     sign_flip_p,
 )
-
-
-def brute_force_bootstrap(x: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Every one of the nⁿ ordered resamples, equally likely; the inverse-CDF quantiles of their means."""
-    means = np.array([np.mean(pick) for pick in itertools.product(x, repeat=len(x))])
-    a = (1 - level) / 2
-    return float(np.quantile(means, a, method="inverted_cdf")), float(
-        np.quantile(means, 1 - a, method="inverted_cdf")
-    )
-
-
-@pytest.mark.parametrize("x", [[0.31, 0.42, 0.37], [0.1, 0.9, 0.5, 0.55], [2.0, 2.5, 7.0, 3.1, 0.2]])
-def test_exact_bootstrap_equals_enumerating_every_resample(x):
-    mean, lo, hi, n = bootstrap_interval(x)
-    assert (mean, n) == (pytest.approx(np.mean(x)), len(x))
-    assert (lo, hi) == pytest.approx(brute_force_bootstrap(x))
-
-
-def test_three_seeds_give_the_hand_derived_interval():
-    # 27 resamples of (0, 0.5, 1): P(mean = 0) = 1/27 > 2.5%, so both bounds are the extremes
-    assert bootstrap_interval([0.0, 0.5, 1.0])[1:3] == (0.0, 1.0)
-
-
-@pytest.mark.parametrize("x", [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0]])
-def test_rate_intervals_stay_in_zero_one_at_the_edges(x):
-    mean, lo, hi, _ = bootstrap_interval(x)
-    assert 0.0 <= lo <= mean <= hi <= 1.0
-    if len(set(x)) == 1:
-        assert lo == hi == x[0]
-
-
-def test_positive_quantities_never_get_a_negative_bound_where_a_t_interval_does():
-    times = [0.01, 0.02, 5.0]  # skewed, like wall times
-    t_lo = st.t.interval(0.95, 2, loc=np.mean(times), scale=st.sem(times))[0]
-    assert t_lo < 0  # the old interval left the possible range
-    _, lo, hi, _ = bootstrap_interval(times)
-    assert 0 < lo <= hi <= 5.0
-
-
-def test_large_samples_use_a_seeded_resample_that_is_reproducible_and_in_range():
-    x = list(np.random.default_rng(1).uniform(0, 1, 20))
-    a, b = bootstrap_interval(x), bootstrap_interval(x)
-    assert a == b
-    assert min(x) <= a[1] < a[0] < a[2] <= max(x)
-    se = np.std(x, ddof=1) / math.sqrt(len(x))
-    assert a[2] - a[1] == pytest.approx(2 * 1.96 * se, rel=0.25)  # close to the normal interval at n = 20
-
-
-def test_one_seed_has_a_mean_and_no_interval():
-    mean, lo, hi, n = bootstrap_interval([0.4, float("nan")])
-    assert (mean, n) == (0.4, 1) and math.isnan(lo) and math.isnan(hi)
 
 
 def test_paired_t_matches_scipy():

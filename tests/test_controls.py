@@ -185,3 +185,33 @@ def test_a_treatment_counts_only_at_its_controls_dose() -> None:
     assert {"kl", "kl_random_reward", "random_reward"} <= names  # grpo cells need no dose
     at_dose = {r: {"method.alpha": 0.05, "method.beta": 0.05} for r in runs["run"].unique()}
     assert by_name(evaluate_controls(runs, at_dose)) == by_name(evaluate_controls(runs))
+
+
+def test_graded_doses_are_one_control_each_against_the_plain_grpo_cell_and_holm_spans_them() -> None:
+    """kl at β 0.01 and 0.05 (variants that sweep only its own knob): each dose a control of its own,
+    against grpo of the plain variant; Holm over every control of the report, recomputed by hand."""
+    rows = []
+    drifts = {"method.beta=0.01": [0.01, 0.03, 0.02], "method.beta=0.05": [0.25, 0.28, 0.22]}
+    for seed in range(3):
+        rows += run_rows("grpo", "standard", seed, 0.4, (0.8, 0.5 + 0.01 * seed), (0.1, 0.3))
+        rows += run_rows("grpo", "random_reward", seed, 0.4, (0.8, 0.5), (0.1, 0.1 + 0.01 * seed))
+        for variant, drift in drifts.items():
+            kl = run_rows("kl", "standard", seed, 0.4, (0.8, 0.5 + 0.01 * seed + drift[seed]), (0.1, 0.3))
+            rows += [{**r, "run": r["run"] + variant, "variant": variant} for r in kl]
+    results = evaluate_controls(pd.DataFrame(rows))
+    by_dose = {(r["control"], r["variant"]): r for r in results}
+    assert set(by_dose) == {("kl", "method.beta=0.01"), ("kl", "method.beta=0.05"), ("random_reward", "")}
+    raw = {key: r["p_value"] for key, r in by_dose.items()}
+    order = sorted(raw, key=raw.get)
+    running, expected = 0.0, {}
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (len(raw) - i) * raw[key]))
+        expected[key] = running
+    for key, r in by_dose.items():
+        assert r["p_adj"] == pytest.approx(expected[key])
+        assert r["verdict"] == ("detected" if r["p_adj"] < 0.05 and r["effect"] < 0 else "not detected")
+        assert r["mde"] > 0
+    strong = by_dose[("kl", "method.beta=0.05")]
+    assert strong["reference"] == "grpo/standard" and len(strong["seeds"]) == 3
+    assert strong["effect"] == pytest.approx(-np.mean([0.25, 0.28, 0.22]))
+    assert strong["verdict"] == "detected"

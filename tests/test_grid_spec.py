@@ -71,41 +71,38 @@ def test_paper_preset_is_ten_methods_three_scenarios_four_seeds(tmp_path):
     }
 
 
-def test_paper_grpo_cells_train_exactly_as_the_controls_grpo_cells(tmp_path):
-    """The controls' and dose sweeps' grpo reference is the paper grid's grpo: the same composed config,
-    except the evaluation and Ω schedules, which never touch the trajectory (test_local_trainer)."""
+def test_the_pilots_grpo_cells_train_exactly_as_the_controls_grpo_cells(tmp_path):
+    """The pilot that chose the controls' seeds ran the controls' own grpo cells: the same composed config."""
     from steerbench.config import compose, to_dict
 
     def grpo_standard(preset: str) -> dict:
         cell = next(
-            c
-            for c in plan(build_spec(preset), tmp_path)[1]
-            if c.name == "grpo__standard__countdown_tail__seed0"
+            c for c in plan(build_spec(preset), tmp_path)[1] if c.name == "grpo__standard__countdown__seed0"
         )
-        cfg = to_dict(compose(list(cell.overrides)))
-        for key in ("eval_every", "omega_every"):
-            cfg["trainer"].pop(key)
-        return cfg
+        return to_dict(compose(list(cell.overrides)))
 
-    assert grpo_standard("paper") == grpo_standard("controls")
-    assert compose(list(plan(build_spec("paper"), tmp_path)[1][0].overrides)).trainer.omega_every > 0
+    assert grpo_standard("pilot") == grpo_standard("controls")
 
 
-def test_controls_preset_runs_the_three_required_controls_and_exclude_brings_back_the_rest(tmp_path):
+def test_controls_preset_grades_its_doses_and_runs_the_three_required_controls(tmp_path):
     from steerbench.analysis.compare.controls import CONTROLS
 
     def pairs(cells) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
-        return {(c.method.removeprefix("control_"), c.scenario) for c in cells}
+        return {(c.method, c.scenario) for c in cells}
 
-    cells = plan(build_spec("controls"), tmp_path)[1]
-    assert len(cells) == 4 * 3 and {c.seed for c in cells} == {0, 1, 2}
+    spec = build_spec("controls")
+    cells = plan(spec, tmp_path)[1]
+    doses = {(c.method, c.variant) for c in cells if c.method != "grpo"}
+    assert {v for m, v in doses if m == "kl"} == {
+        f"method.beta={b}" for b in ("0.001", "0.003", "0.01", "0.05")
+    }
+    assert {v for m, v in doses if m == "entropy_bonus"} == {
+        f"method.alpha={a}" for a in ("0.001", "0.002", "0.005")
+    }
+    assert len(cells) == (2 + 4 + 3) * 4 and {c.seed for c in cells} == {0, 1, 2, 3}
     covered = {c.name for c in CONTROLS if {c.treatment, c.reference} <= pairs(cells)}
     assert covered == {"entropy_bonus", "kl", "random_reward"}
-    full = plan(build_spec("controls", name="controls_full", exclude=""), tmp_path)[1]
-    assert len(full) == 3 * 2 * 3
-    assert {c.name for c in CONTROLS if {c.treatment, c.reference} <= pairs(full)} == {
-        c.name for c in CONTROLS
-    }
+    assert spec.design["pilot"]["final_passk"]["effect"] < 0
 
 
 def test_grid_record_has_no_exclude_key_without_exclusions():
@@ -237,3 +234,19 @@ def test_grid_takes_the_verl_backend_flags_and_checks_its_inputs_before_any_cell
         (absent.stdout + absent.stderr).split()
     )
     assert not (tmp_path / "paper").exists()
+
+
+def test_method_overrides_sweep_one_methods_own_knob_only(tmp_path):
+    path = tmp_path / "doses.yaml"
+    path.write_text(
+        "name: doses\nmethods: [grpo, kl]\nseeds: [0, 1]\n"
+        "method_overrides:\n  kl: {method.beta: [0.001, 0.01]}\noverrides:\n  task: add\n"
+    )
+    _, cells = plan(build_spec(str(path)), tmp_path / "out")
+    kinds = sorted({(c.method, c.variant) for c in cells})
+    assert kinds == [("grpo", ""), ("kl", "method.beta=0.001"), ("kl", "method.beta=0.01")]
+    assert len(cells) == 6
+    assert all(c.config["method.beta"] == float(c.variant.split("=")[1]) for c in cells if c.method == "kl")
+    path.write_text("name: doses\nmethods: [grpo]\nmethod_overrides:\n  kl: {method.beta: [0.001, 0.01]}\n")
+    with pytest.raises(UsageError, match="method_overrides names 'kl'"):
+        build_spec(str(path))

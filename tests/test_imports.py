@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from steerbench import method_catalog
 from steerbench.cli import extra_providing
+from steerbench.methods import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 # source folder → the package it installs as (pyproject's package-dir)
@@ -211,6 +211,63 @@ def test_the_two_analysis_pipelines_do_not_import_each_other():
     assert omega not in folded.get(compare, set()) and compare not in folded.get(omega, set())
 
 
+# The one boundary where the project's own modules are imported inside functions: the CLI command
+# modules, so that `steerbench --help` starts without torch (steerbench/cli.py says so).
+LAZY_BOUNDARY = "steerbench/commands/"
+# Files that still import the project inside functions; remove an entry once its imports are at the top.
+KNOWN_LAZY = {
+    # owned by another change, to be hoisted
+    "steerbench/local/policy_io.py",
+    "steerbench/local/pretrained.py",
+    "steerbench/local/text_tasks.py",
+    "steerbench/local/trainer.py",
+    "steerbench/rewards.py",
+    "analysis/compare/controls.py",
+    # being edited by another change (tasks out of the embedded backend), to be hoisted after it
+    "steerbench/config.py",
+    "analysis/omega/in_training.py",
+    "analysis/omega/rollouts.py",
+    "analysis/omega/sources.py",
+    # an optional extra: in_training's statistics need scipy, which `steerbench run` must not
+    "steerbench/execute.py",
+    # the verl backend: verl_plugin and the shim import verl itself (the verl extra), and the grid and the
+    # run command import verl.launch and verl.trainer; each lazy import here is still to be sorted into
+    # "needs verl" (stays, named) and "hoist"
+    "steerbench/verl/launch.py",
+    "steerbench/verl/losses.py",
+    "steerbench/verl/main_ppo.py",
+    "steerbench/verl/omega.py",
+    "steerbench/verl/prepare.py",
+    "steerbench/verl/shim.py",
+    "steerbench/verl/tiny.py",
+    "steerbench/verl/trainer.py",
+}
+
+
+def files_importing_the_project_inside_functions() -> set[str]:
+    """Source files (relative to the repository) with a ``steerbench`` import inside a function."""
+    found = set()
+    for path in module_files().values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for statement in import_statements(node.body, deferred=True):
+                if isinstance(statement, ast.ImportFrom):  # a relative import is the project's own
+                    modules = ["steerbench" if statement.level else statement.module or ""]
+                else:
+                    modules = [alias.name for alias in statement.names]
+                if any(m.partition(".")[0] == "steerbench" for m in modules):
+                    found.add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_the_projects_modules_are_imported_at_the_top_outside_the_cli_boundary():
+    lazy = files_importing_the_project_inside_functions()
+    new = sorted(f for f in lazy - KNOWN_LAZY if not f.startswith(LAZY_BOUNDARY))
+    assert not new, f"import steerbench modules at the top of these files: {new}"
+    assert KNOWN_LAZY <= lazy, f"hoisted: remove from KNOWN_LAZY {sorted(KNOWN_LAZY - lazy)}"
+
+
 def _run_cli_fresh(*args: str) -> tuple[str, set[str]]:
     """``steerbench ARGS`` in a fresh interpreter: its stdout and the modules it imported."""
     script = (
@@ -236,25 +293,9 @@ def test_help_does_not_import_torch():
     assert not HEAVY_MODULES & loaded
 
 
-def test_methods_command_lists_the_registry_without_importing_torch():
-    out, loaded = _run_cli_fresh("methods", "--json")
-    assert not HEAVY_MODULES & loaded
-    assert json.loads(out) == json.loads(json.dumps(method_catalog.live_rows()))
-
-
-def test_method_catalog_matches_the_registry():
-    stored = json.loads(method_catalog.CATALOG.read_text(encoding="utf-8"))
-    regenerate = "methods/ changed: regenerate with `python -m steerbench.method_catalog`"
-    assert stored["sources"] == method_catalog.sources_digest(), regenerate
-    assert stored["methods"] == method_catalog.live_rows(), regenerate
-
-
-def test_stale_method_catalog_falls_back_to_the_registry(tmp_path):
-    stale = tmp_path / "catalog.json"
-    stale.write_text(json.dumps({"sources": "not-these-sources", "methods": [{"name": "gone"}]}))
-    assert method_catalog.rows(stale) == method_catalog.live_rows()
-    (tmp_path / "broken.json").write_text("{")
-    assert method_catalog.rows(tmp_path / "broken.json") == method_catalog.live_rows()
+def test_methods_command_prints_the_registrys_catalogue():
+    out, _ = _run_cli_fresh("methods", "--json")
+    assert json.loads(out) == json.loads(json.dumps(catalog()))
 
 
 # Modules that only pip extras install (pyproject.toml); `steerbench run` must work without any of them.

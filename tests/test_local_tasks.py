@@ -146,7 +146,7 @@ def test_score_decodes_rows_and_verifies() -> None:
 
 
 def test_unknown_task_or_knob_is_a_usage_error_naming_the_choices() -> None:
-    with pytest.raises(UsageError, match="allowed: add, countdown"):
+    with pytest.raises(UsageError, match="allowed: add, arith_text, countdown"):
         get_task("sudoku")
     with pytest.raises(UsageError, match="bad parameters"):
         get_task("add", width=3)

@@ -268,7 +268,12 @@ def test_step_zero_evaluation_is_computed_once_per_warm_start_and_reused(tmp_pat
     execute(compose(base), tmp_path / "grpo")
     (cached,) = cache.glob("evaluation-step0-*.json")
     first = metrics_without_timing(tmp_path / "grpo")[0]
-    assert json.loads(cached.read_text()) == {k: v for k, v in first.items() if k != "step"}
+    stored = json.loads(cached.read_text())
+    # the per-prompt record goes to the run's evaluations/, the numbers to metrics.jsonl
+    record = json.loads((tmp_path / "grpo" / "evaluations" / "step000000.json").read_text())
+    assert stored.pop("per_prompt") == record and record["k"] == 2 and len(record["correct"]) == 8
+    assert stored == {k: v for k, v in first.items() if k != "step"}
+    assert sum(record["correct"]) / (2 * 8) == first["val/pass@1"]
 
     steps_evaluated = []
     evaluate = trainer.evaluate
@@ -285,7 +290,9 @@ def test_step_zero_evaluation_is_computed_once_per_warm_start_and_reused(tmp_pat
     cached.write_bytes(b'{"val/pass@1": 0.')  # a damaged cache file is recomputed, not a traceback
     execute(compose([*base, "method=clip_higher"]), tmp_path / "damaged")
     assert metrics_without_timing(tmp_path / "damaged")[0] == first
-    assert json.loads(cached.read_text()) == {k: v for k, v in first.items() if k != "step"}
+    assert {k: v for k, v in json.loads(cached.read_text()).items() if k != "per_prompt"} == {
+        k: v for k, v in first.items() if k != "step"
+    }
 
 
 FAST_KNOBS = ("trainer.share_prompts", "trainer.fused_adamw")  # opt-in speed-ups equal to rounding only

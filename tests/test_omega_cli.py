@@ -117,11 +117,11 @@ def test_out_writes_tokens_summary_and_figures(
         (["--lr", "-1e-3"], "must be > 0"),
         (["--optimizer", "lion"], "optimizer"),
         (["--method", "nope"], "unknown method"),
-        (["--checkpoints", "foo"], "--checkpoints='foo' is unknown"),
+        (["--checkpoints", "foo"], "omega.checkpoints='foo' is unknown; choose latest or all"),
         (["--checkpoints", "all"], "--checkpoints all goes with --run DIR"),
         (["--task", "nope"], "nope"),
         (["--task", "countdown_tail", "--model", "x"], "--task chooses the embedded default policy's task"),
-        (["--memory-gb", "0"], "--memory-gb=0.0 must be > 0"),
+        (["--memory-gb", "0"], "omega.memory_gb=0.0 is out of range; it must be > 0"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(
@@ -203,3 +203,22 @@ def test_hf_causal_lm_runs_tokenizer_free(
     report = json.loads(capsys.readouterr().out)
     assert report["setup"]["source"] == "hf" and report["setup"]["tokens"] > 0
     assert report["estimators"]["jvp"]["pearson"] > 0.9
+
+
+def test_each_flag_is_an_alias_of_the_omega_key_of_its_name() -> None:
+    import dataclasses
+    import inspect
+
+    from steerbench.commands.validate_omega import flag_overrides, validate_omega_command
+    from steerbench.config import compose_omega
+    from steerbench.schema import OmegaValidationConfig
+
+    keys = [f.name for f in dataclasses.fields(OmegaValidationConfig)]
+    flags = inspect.signature(validate_omega_command).parameters
+    assert set(flags) - {"overrides", "out", "as_json"} == set(keys)
+    odd_path = Path("/tmp/a b,[c]'d${e}\\")  # read back verbatim, whatever its characters
+    flagged = {**dict.fromkeys(keys), "lr": 0.01, "lrs": "1e-3, 1e-2", "estimators": "jvp", "run": odd_path}
+    keyed = ["omega.lr=0.01", "omega.lrs=[1e-3,1e-2]", "omega.estimators=[jvp]", "omega.run=/tmp/x"]
+    by_flag = OmegaConf.to_container(compose_omega(flag_overrides(flagged)), resolve=True)
+    by_key = OmegaConf.to_container(compose_omega(keyed))
+    assert by_flag == {**by_key, "run": str(odd_path)}

@@ -33,10 +33,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from steerbench.analysis.compare.inference import finite, paired_t
+from steerbench.analysis.compare.inference import finite, holm, min_detectable, paired_t
 from steerbench.analysis.compare.runs import col
 
-ALPHA = 0.05  # significance level of each control's test
+ALPHA = 0.05  # family-wise level of the controls' tests (Holm)
+POWER = 0.8  # of the minimal detectable effect reported with each control
 STATISTICS = ("final_entropy", "passk_drift", "pass1_rise")
 
 
@@ -155,42 +156,71 @@ def paired_test(diffs: np.ndarray) -> tuple[float, float, float, float]:
 def evaluate_controls(
     frame: pd.DataFrame, configs: dict[str, dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
-    """Every control whose treatment and reference cells are both in `frame`, per task (and variant:
-    runs of several grids are told apart by it), in `CONTROLS` order. With ``configs`` (run → flattened
-    config.yaml, as ``load_runs`` reads them) a treatment run counts only at the control's dose."""
+    """Every control whose treatment and reference cells are both in `frame`, per task, in `CONTROLS`
+    order, once per dose. A treatment run of the plain variant counts only at the control's dose (with
+    ``configs``: run → flattened config.yaml, as ``load_runs`` reads them); a variant that sweeps only the
+    method's own knobs (``method.beta=0.003``: a graded dose) is a control of its own, against the
+    reference cell of the plain variant. Runs of several grids (variants that name a folder) are told apart
+    and each compared within its own variant."""
     per_run = run_statistics(frame)
     out = []
-    for (task, variant), runs in per_run.groupby(["task", "variant"], sort=True):
+    for task, runs in per_run.groupby("task", sort=True):
+        variants = sorted(runs["variant"].unique(), key=lambda v: (_dose_of(v) is not None, v))
         for c in CONTROLS:
-            treat = _cell(_at_dose(runs, c, configs), c.treatment)
-            ref = _cell(runs, c.reference)
-            if treat.empty or ref.empty:
-                continue
-            pairs = treat.join(ref, lsuffix="_t", rsuffix="_r", how="inner").dropna()
-            diffs = (pairs[f"{c.statistic}_t"] - pairs[f"{c.statistic}_r"]).to_numpy()
-            effect, low, high, p = paired_test(diffs)
-            detected = bool(p < ALPHA and np.sign(effect) == c.direction)
-            out.append(
-                {
-                    "control": c.name,
-                    "claim": c.claim,
-                    "task": task,
-                    "variant": variant,
-                    "statistic": c.statistic,
-                    "treatment": "/".join(c.treatment),
-                    "reference": "/".join(c.reference),
-                    "expected": "> 0" if c.direction > 0 else "< 0",
-                    "seeds": [int(s) for s in pairs.index],
-                    "treatment_mean": float(pairs[f"{c.statistic}_t"].mean()),
-                    "reference_mean": float(pairs[f"{c.statistic}_r"].mean()),
-                    "effect": effect,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "p_value": p,
-                    "verdict": "detected" if detected else "not detected",
-                }
-            )
-    return out
+            for variant in variants:
+                dose = _dose_of(variant)
+                home = "" if dose is not None else variant  # where the reference cell lives
+                here = runs[runs["variant"] == variant]
+                treat = _cell(here if dose is not None else _at_dose(here, c, configs), c.treatment)
+                ref = _cell(runs[runs["variant"] == home], c.reference)
+                if treat.empty or ref.empty or (dose is not None and c.treatment[0] == c.reference[0]):
+                    continue
+                out.append(_tested(c, task, variant, treat, ref))
+    return _corrected(out)
+
+
+def _dose_of(variant: str) -> str | None:
+    """The swept method knobs of a graded-dose variant ("method.beta=0.003"), else None."""
+    parts = str(variant).split()
+    return variant if parts and all(p.startswith("method.") and "=" in p for p in parts) else None
+
+
+def _tested(c: Control, task: str, variant: str, treat: pd.DataFrame, ref: pd.DataFrame) -> dict[str, Any]:
+    pairs = treat.join(ref, lsuffix="_t", rsuffix="_r", how="inner").dropna()
+    diffs = (pairs[f"{c.statistic}_t"] - pairs[f"{c.statistic}_r"]).to_numpy()
+    effect, low, high, p = paired_test(diffs)
+    return {
+        "control": c.name,
+        "claim": c.claim,
+        "task": task,
+        "variant": variant,
+        "statistic": c.statistic,
+        "treatment": "/".join(c.treatment),
+        "reference": "/".join(c.reference),
+        "expected": "> 0" if c.direction > 0 else "< 0",
+        "seeds": [int(s) for s in pairs.index],
+        "treatment_mean": float(pairs[f"{c.statistic}_t"].mean()),
+        "reference_mean": float(pairs[f"{c.statistic}_r"].mean()),
+        "effect": effect,
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": p,
+        "sd": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
+    }
+
+
+def _corrected(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Holm over the controls of the report (one family: each control is the primary test of its claim),
+    the MDE at the family's strictest level, and the verdict: detected iff Holm p < α with the expected sign."""
+    size = max(1, len(results))
+    adjusted = holm([r["p_value"] for r in results])
+    for r, p_adj in zip(results, adjusted, strict=True):
+        r["p_adj"] = p_adj
+        r["mde"] = min_detectable(r.pop("sd"), len(r["seeds"]), ALPHA / size, POWER)
+        expected = 1 if r["expected"] == "> 0" else -1
+        detected = p_adj == p_adj and p_adj < ALPHA and np.sign(r["effect"]) == expected
+        r["verdict"] = "detected" if detected else "not detected"
+    return results
 
 
 def _at_dose(runs: pd.DataFrame, c: Control, configs: dict[str, dict[str, Any]] | None) -> pd.DataFrame:

@@ -74,6 +74,8 @@ def _effect(row: pd.Series, stat: str) -> str:
         return f"{name} {fmt_signed(diff)} in every paired seed" + (
             "" if diff == 0 else ": no spread, no t-test"
         )
+    elif stat != row.get("primary") or row.get("degenerate"):
+        return f"{name} {fmt_signed(diff)} {interval}, p = {fmt(row[f'{stat}_p'])} (secondary, uncorrected)"
     else:
         mdd = row[f"{stat}_mdd"]
         verdict = "not clearly different" + (f" (detectable: ±{fmt(mdd)})" if np.isfinite(mdd) else "")
@@ -101,7 +103,8 @@ def against_controls(verdicts: pd.DataFrame, multi_task: bool) -> list[str]:
         else:
             control = label(CONTROL, r["control_variant"])
             effects = "; ".join(_effect(r, stat) for stat in VERDICT_STATS)
-            out.append(f"{where} {who} − {control} over {r['pairs']} paired seeds: {effects}.")
+            apart = f" Degenerate ({r['degenerate']}): outside the family." if r.get("degenerate") else ""
+            out.append(f"{where} {who} − {control} over {r['pairs']} paired seeds: {effects}.{apart}")
     return out
 
 

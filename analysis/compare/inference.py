@@ -1,11 +1,6 @@
-"""Statistics over seeds for ``steerbench compare``: intervals that respect a quantity's range, paired
-tests against a matched control, Holm's correction, effect size and the smallest detectable difference.
+"""Statistics over seeds for ``steerbench compare``: paired tests against a matched control, Holm's
+correction, effect size and the smallest detectable difference (cell intervals: ``design.t_interval``).
 
-- ``bootstrap_interval(x)``: percentile bootstrap of the mean over seeds. Each bound is a mean of a
-  resample of ``x``, so it lies within [min x, max x]: a rate stays in [0, 1], a positive quantity stays
-  positive. For n ≤ ``EXACT_MAX`` the bootstrap distribution is enumerated exactly (every multiset of n
-  draws, weight n!/∏cᵢ! / nⁿ), so no random numbers are involved; larger n use a seeded resample.
-  The bounds are the α/2 and 1−α/2 quantiles of that distribution (inverse of its CDF).
 - ``paired_t(d)``: t = d̄ / (s_d/√n), df = n − 1, two-sided p; the t-interval d̄ ± t_{1−α/2} s_d/√n.
 - ``sign_flip_p(d)``: exact permutation test of a paired difference: the share of the 2ⁿ sign patterns
   s with |mean(s·d)| ≥ |mean(d)|. Its smallest possible value is 2/2ⁿ (0.25 with 3 seeds).
@@ -20,13 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import combinations_with_replacement, product
+from itertools import product
 
 import numpy as np
 from scipy import stats as st
 from scipy.optimize import brentq
 
-EXACT_MAX = 8  # C(15, 8) = 6435 multisets at n = 8
 N_RESAMPLES = 10_000
 SIGN_FLIP_EXACT_MAX = 16
 
@@ -34,49 +28,6 @@ SIGN_FLIP_EXACT_MAX = 16
 def finite(values: Sequence[float]) -> np.ndarray:
     x = np.asarray([v for v in values if v is not None], dtype=float)
     return x[np.isfinite(x)]
-
-
-def _bootstrap_means(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every possible resample mean with its probability (n ≤ EXACT_MAX), else seeded resamples."""
-    n = len(x)
-    if n > EXACT_MAX:
-        rng = np.random.default_rng(seed)
-        means = x[rng.integers(0, n, (N_RESAMPLES, n))].mean(axis=1)
-        return means, np.full(N_RESAMPLES, 1.0 / N_RESAMPLES)
-    means, weights = [], []
-    log_n_fact = math.lgamma(n + 1)
-    for pick in combinations_with_replacement(range(n), n):
-        counts = np.bincount(pick, minlength=n)
-        log_w = log_n_fact - sum(math.lgamma(c + 1) for c in counts) - n * math.log(n)
-        means.append(float(counts @ x) / n)
-        weights.append(math.exp(log_w))
-    return np.asarray(means), np.asarray(weights)
-
-
-def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The smallest value whose cumulative weight reaches q (the inverse of the CDF)."""
-    order = np.argsort(values, kind="mergesort")
-    cdf = np.cumsum(weights[order]) / weights.sum()
-    at = min(int(np.searchsorted(cdf, q - 1e-12)), len(cdf) - 1)
-    return float(values[order][at])
-
-
-def bootstrap_interval(
-    values: Sequence[float], level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) over the finite values; NaN bounds with fewer than two values."""
-    x = finite(values)
-    n = len(x)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(x.mean())
-    if n < 2:
-        return mean, math.nan, math.nan, n
-    means, weights = _bootstrap_means(x, seed)
-    alpha = 1 - level
-    lo, hi = weighted_quantile(means, weights, alpha / 2), weighted_quantile(means, weights, 1 - alpha / 2)
-    # the mean of n values lies within their range; clamp float round-off in the weighted sums
-    return mean, max(lo, float(x.min())), min(hi, float(x.max())), n
 
 
 def _no_spread(mean: float, sd: float) -> bool:

@@ -10,33 +10,26 @@ and runs no test.
 
 For a matched pair of cells and a statistic (``VERDICT_STATS``), d = method − control per shared seed:
 mean d with its paired t-interval (clipped to [−1, 1] for rates), the paired t-test's p, the exact
-sign-flip p, Holm's correction across the matched methods of the report (per statistic), Cohen's d_z,
-and the smallest difference detectable with 80% power at level α/m (Holm's strictest step).
+sign-flip p, Cohen's d_z, and the smallest difference detectable with 80% power at level α/m (Holm's
+strictest step). Only the family's primary endpoint is Holm-corrected, over a family of m tests fixed
+before the runs (``Family``; a grid declares it), degenerate comparisons (``degenerate.py``) left out, so
+the same runs get the same corrected p in every report that holds them.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from steerbench.analysis.compare import inference
+from steerbench.analysis.compare import degenerate, inference
 from steerbench.analysis.compare.runs import CELL
 from steerbench.analysis.compare.summary import RATES, sort_cells
+from steerbench.comparisons import BOOKKEEPING, CONTROL, same_config
 from steerbench.methods import MethodError, get_method
 
-CONTROL = "grpo"
-# keys that cannot change a run's numbers (the seed is the pairing key)
-BOOKKEEPING = (
-    "trainer.seed",
-    "trainer.threads",
-    "trainer.wandb",
-    "trainer.checkpoint_every",
-    "warm_start.cache_dir",
-    "verl.launcher",
-    "verl.ray_address",
-)
 VERDICT_STATS = {"final_entropy": "final entropy", "final_pass1": "pass@1", "final_passk": "pass@k"}
 ALPHA = 0.05
 POWER = 0.8
@@ -100,11 +93,46 @@ def _paired(stat: str, cell: pd.DataFrame, control: pd.DataFrame) -> dict[str, f
     }
 
 
-def verdicts(per_run: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Family:
+    """The multiple-testing family of a report, fixed before the runs: one primary endpoint, tested for every
+    non-degenerate comparison, Holm-corrected over ``size`` tests (a grid declares it; ``None``: the
+    comparisons present). Secondary endpoints get intervals and uncorrected p-values, never a verdict."""
+
+    name: str = "the comparisons present"
+    primary: str = "final_passk"
+    size: int | None = None
+
+
+def _degenerate(key: tuple, cell: pd.DataFrame, cells: dict, ck: tuple | None, configs, prints) -> str:
+    if ck is None:
+        return ""
+    if same_config(_cell_config(cell, configs), _cell_config(cells[ck], configs)):
+        return f"the same config as its control ({CONTROL})"
+    if degenerate.identical_runs(cell, cells[ck], prints):
+        return f"identical runs to its control ({CONTROL})"
+    for other_key, other in cells.items():
+        if other_key == key:
+            break  # only an earlier cell (report order) names this one its twin
+        same_place = other_key[0] == key[0] and other_key[1] == key[1] and other_key[4] == key[4]
+        if other_key[2] != CONTROL and same_place and degenerate.identical_runs(cell, other, prints):
+            return f"identical runs to {other_key[2]}" + (f" [{other_key[3]}]" if other_key[3] else "")
+    return ""
+
+
+def verdicts(
+    per_run: pd.DataFrame,
+    configs: dict[str, dict],
+    family: Family | None = None,
+    prints: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """One row per non-grpo cell: its control (``control_variant``, ``matched``, ``differs``), ``pairs``,
-    and for each statistic s of ``VERDICT_STATS``: ``s_n`` (pairs with both values), ``s_diff``, ``s_diff_low``, ``s_diff_high``, ``s_p``,
-    ``s_p_exact``, ``s_p_holm``, ``s_dz``, ``s_mdd`` (NaN where no matched control or < 2 pairs)."""
-    cells = {key: df for key, df in per_run.groupby(CELL, sort=False)}
+    ``degenerate`` (a reason, or ""), and for each statistic s of ``VERDICT_STATS``: ``s_n`` (pairs with both
+    values), ``s_diff``, ``s_diff_low``, ``s_diff_high``, ``s_p``, ``s_p_exact``, ``s_dz``, ``s_mdd`` (NaN where
+    no matched control or < 2 pairs) and ``s_p_holm``: Holm over the family, for the primary endpoint of a
+    non-degenerate comparison only (NaN otherwise). ``prints``: run → ``degenerate.fingerprints``."""
+    family = family or Family()
+    cells = {key: df for key, df in sort_cells(per_run).groupby(CELL, sort=False)}
     controls = {k: df for k, df in cells.items() if k[2] == CONTROL}
     rows = []
     for key, cell in cells.items():
@@ -117,6 +145,7 @@ def verdicts(per_run: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
         row["matched"] = ck is not None and not diff
         row["differs"] = ", ".join(diff)
         row["pairs"] = len(set(cell["seed"]) & set(controls[ck]["seed"])) if ck else 0
+        row["degenerate"] = _degenerate(key, cell, cells, ck, configs, prints or {}) if row["matched"] else ""
         for stat in VERDICT_STATS:
             res = _paired(stat, cell, controls[ck]) if row["matched"] else {}
             for k in ("n", "diff", "diff_low", "diff_high", "p", "p_exact", "dz", "sd"):
@@ -125,17 +154,30 @@ def verdicts(per_run: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if out.empty:
         return out
+    tested = (out["degenerate"] == "") & out[f"{family.primary}_p"].notna()
+    size = max(family.size or 0, int(tested.sum()), 1)
     for stat in VERDICT_STATS:
-        out[f"{stat}_p_holm"] = inference.holm(out[f"{stat}_p"].tolist())
-        family = max(1, int(out[f"{stat}_p"].notna().sum()))
+        out[f"{stat}_p_holm"] = math.nan
         out[f"{stat}_mdd"] = [
-            inference.min_detectable(sd, n, ALPHA / family, POWER)
+            inference.min_detectable(sd, n, ALPHA / size, POWER)
             for sd, n in zip(out[f"{stat}_sd"], out[f"{stat}_n"].fillna(0).astype(int), strict=True)
         ]
+    out.loc[tested, f"{family.primary}_p_holm"] = holm_of_family(out.loc[tested, f"{family.primary}_p"], size)
+    out["family"] = family.name
+    out["family_size"] = size
+    out["primary"] = family.primary
     return sort_cells(out)
 
 
+def holm_of_family(pvalues: pd.Series, size: int) -> list[float]:
+    """Holm over a family of ``size`` tests of which these ran: the ones that did not count as p = 1, so
+    the correction does not shrink when some cells of a declared family are missing."""
+    padded = [*pvalues.tolist(), *([1.0] * (size - len(pvalues)))]
+    return inference.holm(padded)[: len(pvalues)]
+
+
 def separates(row: pd.Series, stat: str) -> bool:
-    """The corrected test says the method differs from its control on ``stat``."""
+    """The corrected test of the family's primary endpoint says the method differs from its control
+    (a secondary endpoint never separates: its p-value is not corrected)."""
     p = row.get(f"{stat}_p_holm", math.nan)
     return bool(p == p and p < ALPHA)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from steerbench.analysis.compare.plots import save_png
+
 OMEGA_COLUMN = re.compile(r"^omega/(?P<estimator>[^/]+)/(?P<stat>pearson|sign_agreement)$")
 STATS = ("pearson", "sign_agreement")
 
@@ -78,8 +80,6 @@ def omega_figure(by_step: pd.DataFrame, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-
-    from steerbench.analysis.compare.plots import save_png
 
     estimators = sorted(by_step["estimator"].unique())
     data = by_step.assign(

@@ -71,10 +71,14 @@ def to_html(sections: list[Section], title: str, folder: Path) -> str:
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}"
+        # compact headings and margins: the verdict, the design and the forest plot fit on one 1400×1000 screen
+        "<style>body{font-family:sans-serif;font-size:15px;max-width:1200px;margin:auto;padding:0 1em}"
+        "h1{font-size:1.6em;margin:.4em 0 .2em}h2{font-size:1.25em;margin:.9em 0 .3em}"
+        "h3{font-size:1.05em;margin:.8em 0 .3em}p{margin:.4em 0}ul{margin:.3em 0;padding-left:1.4em}"
+        "li{margin:.1em 0}figure{margin:.5em 0}"
         "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
-        "img{max-width:100%}figcaption{font-style:italic}</style></head><body>",
+        "img{max-width:100%}figcaption{font-style:italic;font-size:13px}</style></head><body>",
     ]
     for s in sections:
         if isinstance(s, Heading):

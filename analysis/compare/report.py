@@ -1,10 +1,12 @@
 """The comparison report: one list of sections (``render``), written as ``report.md`` and as a
 self-contained ``report.html``, so both always say the same thing.
 
-Order: the verdict (each method against its matched grpo control), the resolution of the seeds at hand,
-the findings, the key figures, then the full tables and the remaining figures. Numbers have three
-significant figures. ``write_report`` also writes ``summary.csv`` (per cell), ``runs.csv`` (per run) and
-``verdicts.csv`` (per method cell); all sorted and free of timestamps, so the same runs give the same bytes.
+Order: when ``effects`` are given, the first screen (``verdict_page``: a headline sentence per method, the
+controls, the design in one line, the forest plot); then the details: the verdict table (each method
+against its matched grpo control), the resolution of the seeds at hand, the findings, the key figures, the
+full tables and the remaining figures. The details have three significant figures. ``write_report`` also
+writes ``summary.csv`` (per cell), ``runs.csv`` (per run) and ``verdicts.csv`` (per method cell); all
+sorted and free of timestamps, so the same runs give the same bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steerbench.analysis.compare import omega_grid, plots
+from steerbench.analysis.compare import design, omega_grid, plots, verdict_page
+from steerbench.analysis.compare.controls import evaluate_controls, write_controls
+from steerbench.analysis.compare.degenerate import fingerprints
+from steerbench.analysis.compare.effects import design_line as design_line_of
+from steerbench.analysis.compare.effects import effects_table, grid_family
 from steerbench.analysis.compare.findings import findings, fmt, fmt_signed, label
 from steerbench.analysis.compare.matching import ALPHA, CONTROL, POWER, VERDICT_STATS, separates, verdicts
 from steerbench.analysis.compare.render import (
@@ -145,19 +151,21 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
 
 
 def method_note(v: pd.DataFrame) -> str:
-    m = int(v["matched"].sum()) if not v.empty else 0
+    primary, size, name = v["primary"].iloc[0], int(v["family_size"].iloc[0]), v["family"].iloc[0]
     return (
         "Each method is compared with its matched control: the grpo cell whose config is identical except the "
         "method's own knobs (clip_higher's ε_high and clip_cov's clipping are their mechanism, so theirs), "
-        "paired by seed. "
-        "Δ = method − control per paired seed; 95% paired t-interval; p from the paired t-test, "
-        f"Holm-corrected per statistic across the {m} matched method{'s' if m != 1 else ''} of this report; ✔ marks a corrected "
-        f"p < {ALPHA:g}, and only those are called clear. Detectable Δ: the smallest true difference the "
-        f"paired t-test would find with {POWER:.0%} power at level {ALPHA:g}/{max(m, 1)} (Holm's strictest "
-        "step), given the spread of the paired differences. The exact sign-flip test cannot go below 2/2ⁿ "
-        "with n paired seeds (0.25 with 3). Cell intervals in the full table: 95% percentile bootstrap over "
-        "seeds (exact for ≤ 8 seeds); they stay within the seeds' range, so rates stay in [0, 1] and "
-        "positive quantities above 0, and with 3 seeds they span about the seeds' min..max."
+        "paired by seed (and by prompt: every run is evaluated on the same held-out prompts). "
+        "Δ = method − control per paired seed; 95% paired t-interval; p from the paired t-test. "
+        f"One primary endpoint, {VERDICT_STATS[primary]}, is tested in the family “{name}” of {size} "
+        f"comparisons, fixed before the runs, Holm-corrected; ✔ marks a corrected p < {ALPHA:g} on it, and "
+        "only those are called clear. The other endpoints are secondary: interval and uncorrected p, no "
+        "verdict. A degenerate comparison (its control's config, or runs identical to another cell's) is "
+        f"named once and left out of the family. Detectable Δ: the smallest true difference the paired t-test "
+        f"would find with {POWER:.0%} power at level {ALPHA:g}/{size} (Holm's strictest step), given the "
+        "spread of the paired differences. The exact sign-flip test cannot go below 2/2ⁿ with n paired seeds "
+        "(0.25 with 3). Cell intervals in the full table: 95% t-interval over seeds, cut to the quantity's "
+        "range (coverage simulated in tests/test_compare_design.py)."
     )
 
 
@@ -184,9 +192,12 @@ def sections(
     fits: pd.DataFrame,
     left_out: list[str],
     omega: pd.DataFrame | None = None,
+    top: list[Section] | None = None,
 ) -> list[Section]:
+    """The report's sections: the title, ``top`` (the first screen, ``verdict_page``), then the details."""
     out: list[Section] = [
         Heading(title, 1),
+        *(top or []),
         Paragraph(
             f"{frame['run'].nunique()} runs; {len(summary)} cells (task × scenario × method × variant)."
         ),
@@ -202,11 +213,15 @@ def sections(
                 Heading("Resolution: the smallest differences these seeds can detect"),
                 Table(resolution_table(v)),
             ]
+    grpo = grpo_effect_table(frame)
+    if not grpo.empty:
+        out += [Heading("grpo's own effect, per seed: what the comparison must resolve"), Table(grpo)]
+        out += [Paragraph(pilot_note(frame))]
     out += [Heading("Findings"), Bullets(tuple(sentences) or ("(not enough runs for findings)",))]
     key = [f for f in figures if f[0] in KEY_FIGURES]
     if key:
         out += [Heading("Key figures"), *(Figure(*f) for f in key)]
-    out += [Heading("Full tables"), Heading("Per cell: seed mean [95% bootstrap interval over seeds]", 3)]
+    out += [Heading("Full tables"), Heading("Per cell: seed mean [95% t-interval over seeds]", 3)]
     out.append(Table(summary_table(summary)))
     if not v.empty and v["matched"].any():
         out += [Heading("Paired differences against the matched control", 3), Table(differences_table(v))]
@@ -225,28 +240,90 @@ def sections(
     return out
 
 
+def grpo_effect_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per grpo run: pass@1 from the warm start and its gain, the entropy lost, pass@k and its change."""
+    e = design.grpo_effects(frame)
+    if e.empty or e["pass1_gain"].isna().all():
+        return pd.DataFrame()
+    where = {"task": e["task"]} if e["task"].nunique() > 1 else {}
+    return pd.DataFrame(
+        {
+            **where,
+            "scenario": e["scenario"],
+            "seed": e["seed"],
+            "pass@1: warm start → gain": [
+                f"{fmt(a)} → {fmt_signed(b)}" for a, b in zip(e["pass1_start"], e["pass1_gain"], strict=True)
+            ],
+            "entropy lost": [f"{x:.0%}" if x == x else "n/a" for x in e["entropy_loss"]],
+            "pass@k: warm start → change": [
+                f"{fmt(a)} → {fmt_signed(b)}"
+                for a, b in zip(e["passk_start"], e["passk_change"], strict=True)
+            ],
+        }
+    )
+
+
+def pilot_note(frame: pd.DataFrame) -> str:
+    """These grpo seeds as a grid's ``design.pilot`` (the seeds every preset runs are chosen from it)."""
+    e = design.grpo_effects(frame)
+    if len(e) < 2:
+        return "One grpo seed: no seed-to-seed spread to plan a design with."
+    entries = ", ".join(
+        f"{k}: {{sd: {v['sd']:.3g}, effect: {v['effect']:.3g}}}" for k, v in design.pilot(e).items()
+    )
+    return (
+        f"As a grid's design pilot ({len(e)} grpo seeds; sd of a paired difference taken as √2 × grpo's "
+        f"seed sd): `pilot: {{{entries}}}`"
+    )
+
+
 def _csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
 
 
+def _verdict(runs: Runs, frame: pd.DataFrame, per_run: pd.DataFrame) -> tuple:
+    """(verdicts, controls, effects, design line) of the runs, tested in the family their grids declared."""
+    family = grid_family(runs)
+    v = verdicts(per_run, runs.configs, family, fingerprints(frame))
+    control_results = evaluate_controls(frame, runs.configs)
+    effects = effects_table(v, control_results, runs, per_run)
+    seeds = sorted(int(s) for s in per_run["seed"].unique())
+    return v, control_results, effects, design_line_of(effects, seeds, family)
+
+
 def write_report(
-    runs: Runs, out: str | Path, *, title: str = "steerbench comparison", include_partial: bool = False
+    runs: Runs,
+    out: str | Path,
+    *,
+    title: str = "steerbench comparison",
+    include_partial: bool = False,
+    effects: pd.DataFrame | None = None,
+    design_line: str | None = None,
 ) -> dict:
-    """Write summary.csv, runs.csv, verdicts.csv, report.md, report.html and the PNG figures into ``out``.
+    """Write summary.csv, runs.csv, verdicts.csv, effects.csv, controls.json, report.md, report.html and
+    the PNG figures into ``out``.
 
     Only finished runs are summarised unless ``include_partial``; the others are listed in the report.
-    Returns ``{"summary", "verdicts" (DataFrames), "files" (sorted names), "findings" (sentences),
-    "left_out" (runs), "damaged" (run → line numbers)}``.
+    The family is the one the runs' grids declared (``effects.grid_family``); the verdict's first screen
+    (headline, forest plot, design line) comes from ``effects.csv``: one row per comparison × endpoint,
+    computed from the runs unless ``effects`` (and ``design_line``) are given (an empty frame: no top).
+    Returns ``{"summary", "verdicts", "effects" (DataFrames), "controls" (list), "files" (sorted names),
+    "findings" (sentences), "left_out" (runs), "damaged" (run → line numbers)}``.
     """
     frame, left_out = (runs.frame, []) if include_partial else finished_only(runs.frame)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = cell_summary(frame)
     per_run = run_stats(frame).sort_values("run", kind="mergesort")
-    v = verdicts(per_run, runs.configs)
+    v, control_results, computed, line = _verdict(runs, frame, per_run)
+    if effects is None:
+        effects, design_line = computed, line
     _csv(summary, out / "summary.csv")
     _csv(per_run, out / "runs.csv")
     _csv(v, out / "verdicts.csv")
+    if not effects.empty:
+        _csv(effects, out / "effects.csv")
+    controls_file = write_controls(control_results, out)
     figures = plots.make_figures(frame, out)
     fits = plots.entropy_accuracy_fits(frame)
     omega_steps = omega_grid.omega_by_step(frame)  # in-training Ω accuracy, when runs logged omega/*
@@ -255,6 +332,8 @@ def write_report(
             ("omega_vs_step.png", "In-training Ω accuracy vs step (seed mean), one line per method")
         )
     sentences = findings(summary, v)
+    top = verdict_page.verdict_section(effects, design_line, out)
+    figures_on_top = [s.file for s in top if isinstance(s, Figure)]
     body = sections(
         title,
         runs,
@@ -266,15 +345,20 @@ def write_report(
         fits,
         left_out,
         omega_grid.omega_table(omega_steps),
+        top,
     )
     (out / "report.md").write_text(to_markdown(body))
     (out / "report.html").write_text(to_html(body, title, out))
+    tables = ["summary.csv", "runs.csv", "verdicts.csv", *(["effects.csv"] if not effects.empty else [])]
     files = sorted(
-        ["summary.csv", "runs.csv", "verdicts.csv", "report.md", "report.html", *(n for n, _ in figures)]
+        [*tables, "report.md", "report.html", *figures_on_top, *(n for n, _ in figures)]
+        + ([controls_file] if controls_file else [])
     )
     return {
         "summary": summary,
         "verdicts": v,
+        "effects": effects,
+        "controls": control_results,
         "files": files,
         "findings": sentences,
         "left_out": left_out,

@@ -20,24 +20,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from steerbench.comparisons import flatten
 from steerbench.errors import UsageError
+from steerbench.methods import REGISTRY
 from steerbench.runstore import read_identity, read_json_mapping, read_metrics
 
 RUN_COLUMNS = ["run", "task", "scenario", "method", "variant", "backend", "seed", "status"]
 CELL = ["task", "scenario", "method", "variant", "backend"]  # what seeds are pooled over
-# The paper's order; anything else follows alphabetically.
-METHOD_ORDER = [
-    "grpo",
-    "clip_higher",
-    "kl",
-    "entropy_bonus",
-    "w_reinforce",
-    "unlikeliness",
-    "pos_adv_reweight",
-    "clip_cov",
-    "kl_cov",
-    "steer",
-]
+# The registry's order (the paper's, then other methods as they register); anything else alphabetically.
+METHOD_ORDER = list(REGISTRY)
 SCENARIO_ORDER = ["standard", "release", "extreme", "random_reward"]
 SKIP_DIRS = {"checkpoints", "tokens", ".git", "__pycache__"}
 
@@ -52,6 +43,7 @@ class Runs:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     damaged: dict[str, list[int]] = field(default_factory=dict)
     unidentified: list[str] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)  # run → its folder
 
 
 def order_key(order: Sequence[str]):
@@ -75,16 +67,6 @@ def col(df: pd.DataFrame, name: str) -> pd.Series:
     if name in df:
         return pd.to_numeric(df[name], errors="coerce")
     return pd.Series(np.nan, index=df.index, dtype=float)
-
-
-def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists become tuples so values compare and hash."""
-    if isinstance(cfg, dict):
-        out: dict[str, Any] = {}
-        for k, v in cfg.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: tuple(cfg) if isinstance(cfg, list) else cfg}
 
 
 def is_run_dir(path: Path) -> bool:
@@ -153,7 +135,7 @@ def load_runs(dirs: Sequence[str | Path], *, root: Path | None = None) -> Runs:
             "(no identity in meta.json and no readable config.yaml)"
         )
     keys = [tuple(idents[r][c] for c in CELL) + (idents[r]["seed"],) for r in runs]
-    frames, configs, damaged = [], {}, {}
+    frames, configs, damaged, paths = [], {}, {}, {}
     for run, key in zip(runs, keys, strict=True):
         ident = dict(idents[run])
         twins = [r for r, k in zip(runs, keys, strict=True) if k == key]
@@ -176,13 +158,14 @@ def load_runs(dirs: Sequence[str | Path], *, root: Path | None = None) -> Runs:
             df.insert(0, c, name if c == "run" else ident[c])
         frames.append(df)
         configs[name] = _read_config(run)
+        paths[name] = run
     frame = pd.concat(frames, ignore_index=True, sort=False)
     frame["step"] = frame["step"].astype(int)
     frame["seed"] = frame["seed"].astype(int)
     lead = RUN_COLUMNS + ["step"]
     frame = frame[lead + sorted(c for c in frame.columns if c not in lead)]
     frame = frame.sort_values(["run", "step"], kind="mergesort").reset_index(drop=True)
-    return Runs(frame, configs, damaged, unidentified)
+    return Runs(frame, configs, damaged, unidentified, paths)
 
 
 def finished_only(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -96,8 +96,8 @@ def embedded_omega_metrics(
     """The embedded trainer's ``step_metrics`` hook: how well each Ω estimator predicts one real SGD
     step's entropy change, on a fresh batch of the run's task and reward."""
     from steerbench.config import method_knobs
-    from steerbench.local.tasks import prompt_tensor, score
-    from steerbench.local.trainer import EVAL_SEED
+    from steerbench.local.tasks import score
+    from steerbench.local.trainer import EVAL_SEED, task_prompts
     from steerbench.rewards import coin_flips
 
     t = cfg.trainer
@@ -110,7 +110,7 @@ def embedded_omega_metrics(
 
     return omega_step_metrics(
         policy,
-        prompt_tensor(problems),
+        task_prompts(task, problems, policy),
         reward,
         cfg.method.name,
         method_knobs(cfg),

@@ -27,6 +27,8 @@ from torch import nn
 
 from steerbench.analysis.omega.estimators import ESTIMATORS, EstimatorInputs
 from steerbench.errors import RunFailed, UsageError
+from steerbench.methods import compute_policy_loss, get_method
+from steerbench.methods.batch import PolicyBatch
 
 OPTIMIZERS = ("sgd", "adam")
 LossFn = Callable[[Any], torch.Tensor]  # PolicyBatch → scalar loss
@@ -242,7 +244,6 @@ def default_loss_fn(method: str, **knobs: Any) -> LossFn:
     """The method's loss through ``steerbench.methods.compute_policy_loss``."""
 
     def loss_fn(batch: Any) -> torch.Tensor:
-        from steerbench.methods import compute_policy_loss
 
         loss, metrics = compute_policy_loss(method, batch, **knobs)
         loss_fn.metrics = metrics  # type: ignore[attr-defined]
@@ -253,8 +254,6 @@ def default_loss_fn(method: str, **knobs: Any) -> LossFn:
 
 def _needs_entropy_grad(method: str) -> bool:
     try:
-        from steerbench.methods import get_method
-
         return "entropy_grad" in get_method(method).needs
     except ImportError:
         return False
@@ -283,7 +282,6 @@ def measure_entropy_change(
     the result is on the CPU.
     """
     check_options(optimizer, lr, estimators, temperature)
-    from steerbench.methods.batch import PolicyBatch
 
     policy = copy.deepcopy(model).to(dtype)
     policy.eval()
@@ -300,8 +298,58 @@ def measure_entropy_change(
     # -- the real step, with the method's loss (r = 1: π_old is the policy being stepped) --
     fn = loss_fn or default_loss_fn(method, **(knobs or {}))
     entropy_grad = loss_fn is None and _needs_entropy_grad(method)
-    # the loss sees leaves standing for log π_t and H_t, so ∂L/∂log π_t (and ∂L/∂H_t) are read per token and
-    # the step's gradient is Σ_t ∂L/∂log π_t ∇θ log π_t (+ ∂L/∂H_t ∇θ H_t), backpropagated a row chunk at a time
+    loss, grad_lp, grad_h = _token_gradients(fn, method, batch, lp0, h0, adv, stat, entropy_grad)
+    before, delta = _step(policy, batch, temperature, stat, grad_lp, grad_h, row_chunk, optimizer, lr)
+
+    with torch.no_grad():
+        _, h1, _ = response_stats(policy, tokens, P, temperature, stat, row_chunk)
+        for n, p in policy.named_parameters():  # back to θ_before for the jvp
+            p.copy_(before[n])
+    measured = (h1 - h0) * mask
+
+    inputs = EstimatorInputs(
+        log_prob=lp0,
+        old_log_prob=lp0,
+        advantages=adv,
+        entropy=h0,
+        response_mask=batch.response_mask,
+        expected_term=e0,
+        clip_active=None,
+        agg_weight=_aggregation_weights(grad_lp, adv, mask) * mask,
+        lr=lr / temperature**2,
+    )
+    if "jvp" in estimators:
+        inputs.jvp = jvp_entropy_change(policy, tokens, P, delta, temperature, stat, jvp_mode, row_chunk)
+    predicted = {name: ESTIMATORS[name](inputs).detach().to(torch.float64).cpu() for name in estimators}
+    check_finite_predictions(predicted, batch.response_mask)
+    metrics = dict(getattr(fn, "metrics", {}) or {})
+    step_norm = math.sqrt(sum(float((d.to(torch.float64) ** 2).sum()) for d in delta.values()))
+    return StepResult(
+        measured=measured.detach().to(torch.float64).cpu(),
+        predicted=predicted,
+        advantages=adv.detach().to(torch.float64).cpu(),
+        log_prob=lp0.to(torch.float64).cpu(),
+        entropy=h0.to(torch.float64).cpu(),
+        response_mask=batch.response_mask.detach().bool().cpu(),
+        loss=float(loss.detach()),
+        metrics=metrics,
+        step_norm=step_norm,
+    )
+
+
+def _token_gradients(
+    fn: LossFn,
+    method: str,
+    batch: RolloutBatch,
+    lp0: torch.Tensor,
+    h0: torch.Tensor,
+    adv: torch.Tensor,
+    stat: torch.dtype,
+    entropy_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The loss and its gradient per token: ∂L/∂log π_t and, when the loss differentiates the entropy,
+    ∂L/∂H_t. The loss sees leaves standing for log π_t and H_t, so the step's gradient is
+    Σ_t ∂L/∂log π_t ∇θ log π_t (+ ∂L/∂H_t ∇θ H_t), backpropagated a row chunk at a time (``_step``)."""
     log_prob_leaf = lp0.clone().requires_grad_(True)
     entropy_leaf = h0.clone().requires_grad_(entropy_grad)
     pb = PolicyBatch(
@@ -322,58 +370,42 @@ def measure_entropy_change(
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     grad_lp = torch.zeros_like(lp0) if grads[0] is None else grads[0]
     grad_h = grads[1] if entropy_grad else None
+    return loss, grad_lp, grad_h
+
+
+def _step(
+    policy: nn.Module,
+    batch: RolloutBatch,
+    temperature: float,
+    stat: torch.dtype,
+    grad_lp: torch.Tensor,
+    grad_h: torch.Tensor | None,
+    row_chunk: int | None,
+    optimizer: str,
+    lr: float,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One ``optimizer`` step of ``policy`` along the per-token gradients; θ before it, and Δθ."""
     params = [p for p in policy.parameters() if p.requires_grad]
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
     for p in params:
         p.grad = None
-    _backprop_token_weights(policy, tokens, P, temperature, stat, grad_lp, grad_h, row_chunk)
+    _backprop_token_weights(
+        policy, batch.tokens, batch.prompt_len, temperature, stat, grad_lp, grad_h, row_chunk
+    )
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr)
     else:
         opt = torch.optim.Adam(params, lr=lr, weight_decay=0.0)
     opt.step()
-    delta = {n: p.detach() - before[n] for n, p in policy.named_parameters()}
+    return before, {n: p.detach() - before[n] for n, p in policy.named_parameters()}
 
-    with torch.no_grad():
-        _, h1, _ = response_stats(policy, tokens, P, temperature, stat, row_chunk)
-        for n, p in policy.named_parameters():  # back to θ_before for the jvp
-            p.copy_(before[n])
-    measured = (h1 - h0) * mask
 
-    # c_t: the token's weight in the aggregation, read off ∂L/∂log π_t = −c_t·I_clip·r·A (r = 1 here)
-    denom = adv
+def _aggregation_weights(grad_lp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """c_t: the token's weight in the aggregation, read off ∂L/∂log π_t = −c_t·I_clip·r·A (r = 1 here);
+    where A = 0, the token-mean weight."""
     default_w = mask / mask.sum().clamp_min(1.0)
-    agg = torch.where(
-        denom.abs() > 0, -grad_lp / torch.where(denom.abs() > 0, denom, torch.ones_like(denom)), default_w
-    )
-    inputs = EstimatorInputs(
-        log_prob=lp0,
-        old_log_prob=lp0,
-        advantages=adv,
-        entropy=h0,
-        response_mask=batch.response_mask,
-        expected_term=e0,
-        clip_active=None,
-        agg_weight=agg * mask,
-        lr=lr / temperature**2,
-    )
-    if "jvp" in estimators:
-        inputs.jvp = jvp_entropy_change(policy, tokens, P, delta, temperature, stat, jvp_mode, row_chunk)
-    predicted = {name: ESTIMATORS[name](inputs).detach().to(torch.float64).cpu() for name in estimators}
-    check_finite_predictions(predicted, batch.response_mask)
-    metrics = dict(getattr(fn, "metrics", {}) or {})
-    step_norm = math.sqrt(sum(float((d.to(torch.float64) ** 2).sum()) for d in delta.values()))
-    return StepResult(
-        measured=measured.detach().to(torch.float64).cpu(),
-        predicted=predicted,
-        advantages=adv.detach().to(torch.float64).cpu(),
-        log_prob=lp0.to(torch.float64).cpu(),
-        entropy=h0.to(torch.float64).cpu(),
-        response_mask=batch.response_mask.detach().bool().cpu(),
-        loss=float(loss.detach()),
-        metrics=metrics,
-        step_norm=step_norm,
-    )
+    nonzero = adv.abs() > 0
+    return torch.where(nonzero, -grad_lp / torch.where(nonzero, adv, torch.ones_like(adv)), default_w)
 
 
 def check_finite_predictions(predicted: dict[str, torch.Tensor], response_mask: torch.Tensor) -> None:

@@ -18,7 +18,11 @@ from torch import nn
 
 from steerbench.analysis.omega.rollouts import SampleFn
 from steerbench.analysis.omega.sources import PromptSource, parquet_source, random_id_source, task_source
+from steerbench.analysis.omega.vllm_sampling import load_engine, vllm_generate
 from steerbench.errors import UsageError
+from steerbench.local.hf import load_hf_policy, load_hf_tokenizer
+from steerbench.local.policy_io import load_run_policy, read_run_config, verl_checkpoints
+from steerbench.local.trainer import build_policy, build_task
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 DEVICES = ("auto", "cpu", "cuda")
@@ -63,7 +67,6 @@ def resolve_dtype(dtype: str) -> torch.dtype:
 
 def hf_subject(path: str | Path, opts: HFOptions, dtype: torch.dtype, device: torch.device) -> Subject:
     """A local Hugging Face causal LM with its own tokenizer (prompts from ``opts.data``), or tokenizer-free."""
-    from steerbench.local.hf import load_hf_policy, load_hf_tokenizer
 
     policy = load_hf_policy(path, dtype).to(device).eval()
     tokenizer = load_hf_tokenizer(path)
@@ -99,7 +102,6 @@ def hf_subject(path: str | Path, opts: HFOptions, dtype: torch.dtype, device: to
 
 
 def _vllm_sample(path: str | Path, dtype: torch.dtype, pad: int) -> SampleFn:
-    from steerbench.analysis.omega.vllm_sampling import load_engine, vllm_generate
 
     engine = load_engine(path, dtype)
     return lambda prompts, max_new, temperature, eos, gen: vllm_generate(
@@ -116,7 +118,6 @@ def _eos_id(policy: Any, tokenizer: Any) -> int | None:
 
 def embedded_subject(cfg: Any, device: torch.device, progress: Callable[[int, int], None] | None) -> Subject:
     """The trainer's own warm-started policy (same cache, so a grid's warm start is reused)."""
-    from steerbench.local.trainer import build_policy, build_task
 
     task = build_task(cfg)
     policy = build_policy(cfg, task, progress=progress).to(device).eval()
@@ -127,7 +128,6 @@ def run_subjects(
     run_dir: Path, opts: HFOptions, dtype: torch.dtype, device: torch.device, checkpoints: str
 ) -> list[Subject]:
     """An embedded run's latest checkpoint, or a verl run's HF exports (``checkpoints``: latest or all)."""
-    from steerbench.local.policy_io import load_run_policy, read_run_config, verl_checkpoints
 
     if checkpoints not in ("latest", "all"):
         raise UsageError(f"--checkpoints={checkpoints!r} is unknown; choose latest or all")

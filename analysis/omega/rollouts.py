@@ -39,12 +39,10 @@ def sample_responses(
     """(tokens (B, P+T), response_mask (B, T)); mask is 1 up to and including the first EOS."""
     if getattr(model, "pad_id", None) is not None and hasattr(model, "lm"):
         return _hf_generate(model, prompts, max_new_tokens, temperature, eos_id, generator)
-    if generator.device != prompts.device:  # draws on the prompts' device, seeded from the caller's generator
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        generator = torch.Generator(prompts.device).manual_seed(seed)
-    if hasattr(model, "new_kv_cache") and eos_id is not None:
-        from steerbench.local.sampler import sample
+    from steerbench.local.sampler import on_device, sample
 
+    generator = on_device(generator, prompts.device)  # draws on the prompts' device, seeded from the caller's
+    if hasattr(model, "new_kv_cache") and eos_id is not None:
         ro = sample(model, prompts, max_new_tokens, temperature, eos_id, generator)
         return ro.tokens, ro.response_mask
     tokens = prompts

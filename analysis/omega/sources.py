@@ -27,10 +27,10 @@ from torch import nn
 from steerbench.analysis.omega.measure import RolloutBatch
 from steerbench.analysis.omega.rollouts import RewardFn, SampleFn, coin_flip_rewards, make_batch
 from steerbench.errors import UsageError
+from steerbench.local.chat import left_pad, prompt_ids, read_verl_parquet
 
 Draw = Callable[[int, torch.Generator], tuple[torch.Tensor, list[Any]]]
 Score = Callable[[list[Any], torch.Tensor, torch.Tensor], torch.Tensor]  # records, responses, mask → (B,)
-VERL_COLUMNS = ("prompt", "reward_model")
 
 
 @dataclass
@@ -65,42 +65,6 @@ def random_id_source(
         return torch.randint(0, vocab, (n, prompt_len), generator=gen), [None] * n
 
     return PromptSource({"prompts": "random ids"}, draw, None, eos_id, max_new_tokens)
-
-
-def read_verl_parquet(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a verl-format parquet file as dicts; a usage error names what is missing."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--data {str(path)!r} does not exist; pass a verl-format parquet file")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as err:  # noqa: BLE001  any parquet/arrow error means: not a readable parquet file
-        raise UsageError(f"cannot read {str(path)!r} as parquet: {err}") from None
-    missing = [c for c in VERL_COLUMNS if c not in frame.columns]
-    if missing or frame.empty:
-        raise UsageError(
-            f"{str(path)!r} is not a verl-format dataset: "
-            + (f"no column(s) {', '.join(missing)}" if missing else "it has no rows")
-            + " (expected prompt = chat messages, reward_model.ground_truth, data_source)"
-        )
-    return frame.to_dict("records")
-
-
-def prompt_ids(tokenizer: Any, messages: Any) -> list[int]:
-    """The model's chat template with the generation prompt, or the plain contents without a template."""
-    messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    else:
-        text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def left_pad(rows: list[list[int]], pad_id: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
 
 
 def parquet_source(

@@ -30,6 +30,8 @@ from steerbench.analysis.omega.measure import (
     measure_entropy_change,
     quadrant_labels,
 )
+from steerbench.analysis.omega.plots import over_training_figure, write_figures
+from steerbench.analysis.omega.sources import collect_batches
 from steerbench.analysis.omega.stats import agreement_stats, json_safe
 from steerbench.runstore import atomic_write
 
@@ -223,7 +225,6 @@ def validate_subject(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Sample the subject's rollout batches and :func:`validate` them. ``row_chunk`` 0: as many sequences per
     pass as the memory model (``omega.MEMORY_MODEL``) fits in ``memory_gb`` (None: half of what is free)."""
-    from steerbench.analysis.omega.sources import collect_batches
 
     rollouts, rewards = collect_batches(
         subject.policy,
@@ -297,7 +298,6 @@ def _proc_status_bytes(key: str, path: str = "/proc/self/status") -> int:
 
 def write_outputs(out_dir: str | Path, frame: pd.DataFrame, report: dict[str, Any]) -> list[Path]:
     """tokens.parquet, summary.json and PNG figures under ``out_dir``; returns the paths written."""
-    from steerbench.analysis.omega.plots import write_figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -317,7 +317,6 @@ def write_over_training(
     out_dir: str | Path, results: Sequence[tuple[int | None, pd.DataFrame, dict[str, Any]]]
 ) -> list[Path]:
     """Each checkpoint's outputs under ``step_<N>/``, plus ``over_training.json`` and ``over_training.png``."""
-    from steerbench.analysis.omega.plots import over_training_figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from steerbench.errors import UsageError
+from steerbench.local.hf import left_pad_attention
 
 SAMPLERS = ("auto", "generate", "vllm")
 
@@ -64,8 +65,6 @@ def vllm_generate(
     """(tokens (B, P+T), response_mask (B, T)) as ``generate`` returns them: LEFT-padded prompts, responses
     right-padded with ``pad_id``, mask 1 up to and including the first EOS."""
     from vllm import SamplingParams
-
-    from steerbench.local.hf import left_pad_attention
 
     seeds = torch.randint(0, 2**31 - 1, (prompts.shape[0],), generator=generator).tolist()
     keep = left_pad_attention(prompts, pad_id).bool().cpu()

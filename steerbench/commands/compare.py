@@ -40,9 +40,8 @@ def compare_command(
     with console.status(f"writing report for {n_runs} runs..."):
         result = write_report(runs, out, include_partial=include_partial)
     finished = runs.frame if include_partial else finished_only(runs.frame)[0]
-    controls = ctl.evaluate_controls(finished, runs.configs)
-    extra = [*filter(None, [ctl.write_controls(controls, out)]), *write_frontier(finished, out)]
-    result["files"] = sorted([*result["files"], *extra])
+    controls = result["controls"]
+    result["files"] = sorted([*result["files"], *write_frontier(finished, out)])
     if as_json:
         payload = {
             "out": str(out),

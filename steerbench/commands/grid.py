@@ -8,9 +8,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from steerbench.commands.run import FLAG_KEYS
+from steerbench.commands.run import FLAG_KEYS, flag_overrides
 from steerbench.errors import RunFailed, UsageError
 
 
@@ -51,7 +52,6 @@ def grid_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Run a grid of runs; finished cells are skipped and partial ones resume from their checkpoint."""
-    from steerbench.commands.run import flag_overrides
     from steerbench.grid import build_spec, plan, run_grid
 
     args = list(args or [])
@@ -78,79 +78,93 @@ def grid_command(
     )
     grid_dir, cells = plan(spec, out)
     console = Console(stderr=as_json)
-
+    print_design(spec, cells, console)
     if dry_run:
-        rows: list[dict[str, Any]] = [
-            {
-                "name": c.name,
-                "method": c.method,
-                "scenario": c.scenario,
-                "seed": c.seed,
-                "run_dir": str(c.run_dir),
-                "overrides": list(c.overrides),
-                "status": c.status(),
-            }
-            for c in cells
-        ]
-        if as_json:
-            typer.echo(json.dumps({"grid": spec.name, "dir": str(grid_dir), "cells": rows}, indent=2))
-            return
-        table = Table(title=f"grid {spec.name}: {len(cells)} cells in {grid_dir}")
-        for col in ("cell", "status", "overrides"):
-            table.add_column(col, overflow="fold")
-        for row in rows:
-            table.add_row(row["name"], row["status"], " ".join(row["overrides"]))
-        console.print(table)
+        print_plan(spec.name, grid_dir, cells, as_json, console)
         return
-
-    options: dict[str, Any] = {}
-    for item in slurm or []:
-        if "=" not in item:
-            raise UsageError(f"--slurm {item!r} is not KEY=VALUE")
-        key, value = item.split("=", 1)
-        options[key] = int(value) if value.isdigit() else value
+    options = slurm_options(slurm or [])
     todo = sum(c.status() != "done" for c in cells)
     console.print(f"grid [bold]{spec.name}[/]: {len(cells)} cells, {todo} to run, in {grid_dir}")
     results = run_grid(
-        spec,
-        out,
-        launcher=launcher,
-        jobs=jobs,
-        ray_address=ray_address,
-        slurm=options,
-        progress=not as_json,
+        spec, out, launcher=launcher, jobs=jobs, ray_address=ray_address, slurm=options, progress=not as_json
     )
+    print_results(spec.name, grid_dir, results, as_json, console)
     failed = [r for r in results if r.status == "failed"]
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "grid": spec.name,
-                    "dir": str(grid_dir),
-                    "cells": [
-                        {"name": r.name, "status": r.status, "error": r.error, "seconds": round(r.seconds, 3)}
-                        for r in results
-                    ],
-                },
-                indent=2,
-            )
-        )
-    else:
-        table = Table(title=f"grid {spec.name}")
-        for col in ("cell", "status", "time (s)", "error"):
-            table.add_column(col, overflow="fold")
-        style = {"done": "green", "skipped": "dim", "failed": "bold red"}
-        for r in results:
-            error = r.error.splitlines()[0] if r.error else ""
-            table.add_row(
-                r.name, f"[{style[r.status]}]{r.status}[/]", f"{r.seconds:.1f}" if r.seconds else "", error
-            )
-        console.print(table)
-        console.print(f"compare with: steerbench compare {grid_dir}")
     if failed:
         raise RunFailed(
             f"{len(failed)} of {len(results)} grid cells failed: {', '.join(r.name for r in failed)}"
         )
+
+
+def print_design(spec: Any, cells: list[Any], console: Console) -> None:
+    """The family and the MDE the design gives, before anything runs (needs the analysis extra)."""
+    from steerbench.grid import family
+
+    try:
+        from steerbench.analysis.compare.design import plan_lines
+    except ImportError:  # scipy absent: the grid still runs; compare will need the extra anyway
+        console.print("design: install steerbench[analysis] to see the MDE this grid can resolve")
+        return
+    declared = {**spec.design, "family": family(spec, cells)}
+    for line in plan_lines(declared, len(spec.seeds)):
+        console.print(escape(line), highlight=False)
+
+
+def slurm_options(items: list[str]) -> dict[str, Any]:
+    """``--slurm KEY=VALUE`` items as submitit options (digits as integers)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--slurm {item!r} is not KEY=VALUE")
+        key, value = item.split("=", 1)
+        options[key] = int(value) if value.isdigit() else value
+    return options
+
+
+def print_plan(grid: str, grid_dir: Path, cells: list[Any], as_json: bool, console: Console) -> None:
+    """``--dry-run``: every cell, its overrides and its status."""
+    rows: list[dict[str, Any]] = [
+        {
+            "name": c.name,
+            "method": c.method,
+            "scenario": c.scenario,
+            "seed": c.seed,
+            "run_dir": str(c.run_dir),
+            "overrides": list(c.overrides),
+            "status": c.status(),
+        }
+        for c in cells
+    ]
+    if as_json:
+        typer.echo(json.dumps({"grid": grid, "dir": str(grid_dir), "cells": rows}, indent=2))
+        return
+    table = Table(title=f"grid {grid}: {len(cells)} cells in {grid_dir}")
+    for col in ("cell", "status", "overrides"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row["name"], row["status"], " ".join(row["overrides"]))
+    console.print(table)
+
+
+def print_results(grid: str, grid_dir: Path, results: list[Any], as_json: bool, console: Console) -> None:
+    if as_json:
+        cells = [
+            {"name": r.name, "status": r.status, "error": r.error, "seconds": round(r.seconds, 3)}
+            for r in results
+        ]
+        typer.echo(json.dumps({"grid": grid, "dir": str(grid_dir), "cells": cells}, indent=2))
+        return
+    table = Table(title=f"grid {grid}")
+    for col in ("cell", "status", "time (s)", "error"):
+        table.add_column(col, overflow="fold")
+    style = {"done": "green", "skipped": "dim", "failed": "bold red"}
+    for r in results:
+        error = r.error.splitlines()[0] if r.error else ""
+        table.add_row(
+            r.name, f"[{style[r.status]}]{r.status}[/]", f"{r.seconds:.1f}" if r.seconds else "", error
+        )
+    console.print(table)
+    console.print(f"compare with: steerbench compare {grid_dir}")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,9 +17,9 @@ def methods_command(
     Clipping (clip_low, clip_high, clip_c) comes from the run's scenario for every method, except the
     knobs a method owns because they are its mechanism (clip_higher's ε_high, clip_cov's recipe).
     """
-    from steerbench.method_catalog import rows as method_rows
+    from steerbench.methods import catalog
 
-    rows = method_rows()
+    rows = catalog()
     if as_json:
         typer.echo(json.dumps(rows, indent=2, sort_keys=True))
         return

@@ -57,7 +57,11 @@ def run_command(
         None, "--scenario", "-s", help="standard | release | extreme | random_reward."
     ),
     task: str = typer.Option(
-        None, "--task", "-t", help="Embedded task: add | countdown | countdown_tail | steps."
+        None,
+        "--task",
+        "-t",
+        help="Embedded task: add | countdown | countdown_tail | steps; with --model: arith_text | text "
+        "(task.data=FILE.parquet).",
     ),
     steps: int = typer.Option(None, "--steps", help="RL steps (rollout batches)."),
     seed: int = typer.Option(None, "--seed", help="Seed; a CPU run with a seed is bit-reproducible."),
@@ -89,25 +93,15 @@ def run_command(
 ) -> None:
     """Train one run: GRPO with an entropy intervention, on the embedded CPU testbed by default."""
     from steerbench.config import compose
-    from steerbench.execute import execute, run_dir_name
+    from steerbench.execute import run_dir_name
 
     all_overrides = flag_overrides(locals()) + list(overrides or [])  # each flag is named once, in FLAG_KEYS
     if wandb:
         all_overrides.append("trainer.wandb=true")
     cfg = compose(all_overrides)
     run_dir = out / run_dir_name(cfg)
-    if dry_run and cfg.backend == "verl":
-        from steerbench.verl.trainer import print_dry_run
-
-        print_dry_run(cfg, run_dir, as_json)
-        return
     if dry_run:
-        from omegaconf import OmegaConf
-
-        if as_json:
-            typer.echo(json.dumps({"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)}, indent=2))
-        else:
-            typer.echo(f"# run directory: {run_dir}\n{OmegaConf.to_yaml(cfg)}")
+        print_dry_run(cfg, run_dir, as_json)
         return
     if resume and not (run_dir / "config.yaml").exists():
         raise UsageError(f"--resume: no run to resume in {run_dir}")
@@ -116,6 +110,36 @@ def run_command(
     console.print(
         f"[bold]steerbench run[/] {cfg.method.name} · {cfg.scenario.name} · {cfg.task.name} · seed {cfg.trainer.seed} → {run_dir}"
     )
+    summary = execute_with_progress(
+        cfg, run_dir, all_overrides, console, show=sys.stderr.isatty() or not as_json
+    )
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    print_summary(summary, run_dir, console)
+
+
+def print_dry_run(cfg: Any, run_dir: Path, as_json: bool) -> None:
+    """``--dry-run``: the resolved config (verl: its launch too) and where the run would live."""
+    if cfg.backend == "verl":
+        from steerbench.verl.trainer import print_dry_run as print_verl_dry_run
+
+        print_verl_dry_run(cfg, run_dir, as_json)
+        return
+    from omegaconf import OmegaConf
+
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)}, indent=2))
+    else:
+        typer.echo(f"# run directory: {run_dir}\n{OmegaConf.to_yaml(cfg)}")
+
+
+def execute_with_progress(
+    cfg: Any, run_dir: Path, overrides: list[str], console: Console, show: bool
+) -> dict[str, Any]:
+    """``execute`` the run under a warm-start bar and an RL-steps bar (entropy, reward, pass@1)."""
+    from steerbench.execute import execute
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -123,9 +147,7 @@ def run_command(
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
     )
-    with Progress(
-        *columns, console=console, transient=False, disable=not sys.stderr.isatty() and as_json
-    ) as bar:
+    with Progress(*columns, console=console, transient=False, disable=not show) as bar:
         warm = bar.add_task("warm start", total=None, info="", visible=False)
         rl = bar.add_task("RL steps", total=int(cfg.trainer.steps), info="")
 
@@ -140,11 +162,7 @@ def run_command(
             )
             bar.update(rl, completed=row["step"], info=info)
 
-        summary = execute(cfg, run_dir, overrides=all_overrides, on_step=on_step, on_warm_start=on_warm_start)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
-        return
-    print_summary(summary, run_dir, console)
+        return execute(cfg, run_dir, overrides=overrides, on_step=on_step, on_warm_start=on_warm_start)
 
 
 def check_outputs(cfg: Any, run_dir: Path) -> None:

@@ -20,10 +20,14 @@ class HFPolicy(nn.Module):
     the same weights with a preallocated, growing KV cache; others run transformers' forward with its own
     `DynamicCache`, whose length implies `start_pos` (accepted so the sampler calls every model alike).
 
-    With ``pad_id`` set, rows may be LEFT-padded with it (prompts of different lengths in one batch):
-    a full forward masks each row's leading pads out of attention and numbers positions from its first
-    real token, so a padded row scores exactly like the same row unpadded.
+    With ``pad_id`` set, rows may be LEFT-padded with it (prompts of different lengths in one batch): each
+    row's leading pads are masked out of attention and its positions count from its first real token, so
+    a padded row scores exactly like the same row unpadded. A pass from position 0 counts the leading pads;
+    with a cache it keeps them there (``pad_lead``), for the passes that continue those rows (decoding
+    steps, a shared prompt's responses).
     """
+
+    partial_logits = True  # forward(..., first_logit=k) computes logits from position k only
 
     def __init__(self, lm: Any, pad_id: int | None = None) -> None:
         super().__init__()
@@ -39,25 +43,45 @@ class HFPolicy(nn.Module):
 
         return DynamicCache()
 
-    def forward(self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor:
-        attention = None
-        if self.pad_id is not None and kv_cache is None:
-            attention = left_pad_attention(tokens, self.pad_id)
+    def forward(
+        self, tokens: torch.Tensor, kv_cache: Any = None, start_pos: int = 0, first_logit: int = 0
+    ) -> torch.Tensor:
+        """Logits (B, L − first_logit, V) of tokens (B, L) at positions from ``start_pos``: only positions
+        ``first_logit`` on (the LM head over a 50k vocabulary costs as much as several layers, and a prompt's
+        positions predict nothing the trainer scores)."""
+        lead = self._pad_lead(tokens, kv_cache, start_pos)
         if self.native:
-            key_valid = None if attention is None else attention.bool()
-            logits = llama_forward(self.lm, tokens, kv_cache, start_pos, key_valid)
-        elif attention is not None:
-            logits = self.lm(
-                input_ids=tokens,
-                attention_mask=attention,
-                position_ids=(attention.cumsum(1) - 1).clamp_min(0),
-                use_cache=False,
-            ).logits
+            logits = llama_forward(self.lm, tokens, kv_cache, start_pos, lead, first_logit)
         else:
-            logits = self.lm(
-                input_ids=tokens, past_key_values=kv_cache, use_cache=kv_cache is not None
-            ).logits
+            padding = {}
+            if lead is not None:
+                keys = torch.arange(start_pos + tokens.shape[1], device=tokens.device)
+                padding = {
+                    "attention_mask": (keys >= lead[:, None]).long(),
+                    "position_ids": (keys[start_pos:] - lead[:, None]).clamp_min(0),
+                }
+            out = self.lm(
+                input_ids=tokens, past_key_values=kv_cache, use_cache=kv_cache is not None, **padding
+            )
+            logits = out.logits[:, first_logit:]
         return logits if logits.dtype == torch.float64 else logits.float()  # float64 stays exact
+
+    def _pad_lead(self, tokens: torch.Tensor, kv_cache: Any, start_pos: int) -> torch.Tensor | None:
+        """Leading pads per row (B,), or None where no row has any (the plain causal forward is exact)."""
+        if self.pad_id is None:
+            return None
+        if kv_cache is not None and start_pos > 0:
+            return getattr(kv_cache, "pad_lead", None)
+        counted = leading_pads(tokens, self.pad_id)
+        lead = counted if bool(counted.any()) else None
+        if kv_cache is not None:  # transformers' DynamicCache takes the attribute like ours
+            kv_cache.pad_lead = lead
+        return lead
+
+
+def leading_pads(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """(B,) the number of ``pad_id`` s before each row's first other token."""
+    return (tokens != pad_id).long().cumsum(1).eq(0).sum(1)
 
 
 def left_pad_attention(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:

@@ -42,6 +42,7 @@ class GrowingKVCache:
         self.capacity = capacity
         self.k: list[torch.Tensor | None] = [None] * layers
         self.v: list[torch.Tensor | None] = [None] * layers
+        self.pad_lead: torch.Tensor | None = None  # (B,) leading pads of left-padded rows (HFPolicy sets it)
 
     def write(
         self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int
@@ -71,6 +72,7 @@ class GrowingKVCache:
 
         taken = GrowingKVCache(len(self.k), self.capacity)
         taken.k, taken.v = [take(k) for k in self.k], [take(v) for v in self.v]
+        taken.pad_lead = None if self.pad_lead is None else self.pad_lead[rows]
         return taken
 
 
@@ -102,7 +104,8 @@ def attention_mask(
 ) -> torch.Tensor | None:
     """Boolean (B|1, 1, L, start+L) mask, or None where SDPA's own causal flag or no mask is exact.
 
-    Query i (absolute position start_pos + i) sees keys ≤ its position that are real tokens; a padding
+    `key_valid` (B, start+L) marks real keys. Query i (absolute position start_pos + i) sees keys ≤ its
+    position that are real tokens; a padding
     query also sees itself, so no row is fully masked (its output is never read)."""
     if key_valid is None and (start_pos == 0 or length == 1):
         return None
@@ -120,18 +123,22 @@ def llama_forward(
     tokens: torch.Tensor,
     cache: GrowingKVCache | None = None,
     start_pos: int = 0,
-    key_valid: torch.Tensor | None = None,
+    pad_lead: torch.Tensor | None = None,
+    first_logit: int = 0,
 ) -> torch.Tensor:
-    """Logits (B, L, V) of a Llama-family `lm` for tokens at positions [start_pos, start_pos + L).
+    """Logits (B, L − first_logit, V) of a Llama-family `lm` for tokens at positions [start_pos, start_pos + L),
+    from the `first_logit`-th on.
 
-    `key_valid` (B, L) marks real tokens of left-padded rows (no cache): positions then count from each
-    row's first real token, and padding is masked out of attention."""
+    `pad_lead` (B,) counts each LEFT-padded row's leading pads (at positions 0..lead−1, in the cache or in
+    `tokens`): positions then count from each row's first real token, and the pads are masked out of
+    attention."""
     body = lm.model
     B, L = tokens.shape
-    if key_valid is None:
-        positions = torch.arange(start_pos, start_pos + L, device=tokens.device)[None]
-    else:
-        positions = (key_valid.long().cumsum(1) - 1).clamp_min(0)
+    positions = torch.arange(start_pos, start_pos + L, device=tokens.device)[None]
+    key_valid = None
+    if pad_lead is not None:
+        positions = (positions - pad_lead[:, None]).clamp_min(0)
+        key_valid = torch.arange(start_pos + L, device=tokens.device) >= pad_lead[:, None]
     x = body.embed_tokens(tokens)
     cos, sin = rotary_cos_sin(body.rotary_emb, positions, x.dtype)
     mask = attention_mask(start_pos, L, key_valid, tokens.device)
@@ -150,4 +157,4 @@ def llama_forward(
         x = x + attn.o_proj(y.transpose(1, 2).reshape(B, L, -1))
         h = rms_norm(layer.post_attention_layernorm, x)
         x = x + layer.mlp.down_proj(F.silu(layer.mlp.gate_proj(h)) * layer.mlp.up_proj(h))
-    return lm.lm_head(rms_norm(body.norm, x))
+    return lm.lm_head(rms_norm(body.norm, x[:, first_logit:]))

@@ -31,6 +31,14 @@ class Policy(Protocol):
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> Any: ...
 
 
+def last_logits(model: Any, tokens: torch.Tensor, first: int, **cache: Any) -> torch.Tensor:
+    """``model(tokens, **cache)[:, first:]``; a model with ``partial_logits`` (``HFPolicy``) never computes the
+    logits before ``first``."""
+    if getattr(model, "partial_logits", False):
+        return model(tokens, first_logit=first, **cache)  # type: ignore[no-any-return]
+    return model(tokens, **cache)[:, first:]  # type: ignore[no-any-return]
+
+
 @dataclass
 class Rollout:
     tokens: torch.Tensor  # (B, P+T) long: prompt then response; pad after each row's EOS
@@ -81,13 +89,14 @@ def sample(
     """
     _check_temperature(temperature)
     B, P = prompts.shape
+    generator = on_device(generator, prompts.device)
     cache, logits = prefill(cast(Policy, model), prompts, P + max_new_tokens)
     # outputs are written column by column into buffers sized for the longest response
     tokens = prompts.new_full((B, P + max_new_tokens), pad_id)
     tokens[:, :P] = prompts
-    log_probs = torch.empty(B, max_new_tokens)
-    entropies = torch.empty(B, max_new_tokens)
-    masks = torch.empty(B, max_new_tokens)
+    log_probs = torch.empty(B, max_new_tokens, device=prompts.device)
+    entropies = torch.empty(B, max_new_tokens, device=prompts.device)
+    masks = torch.empty(B, max_new_tokens, device=prompts.device)
     done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
     steps = max_new_tokens
     for t in range(max_new_tokens):
@@ -111,6 +120,15 @@ def sample(
     )
 
 
+def on_device(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """``generator`` itself on its own device; elsewhere a generator there, seeded from (and advancing) it, so
+    draws stay a function of the caller's seed (a CPU-held trainer generator drives GPU sampling)."""
+    if generator.device == device:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device).manual_seed(seed)
+
+
 def prefill(model: Policy, prompts: torch.Tensor, max_len: int | None = None) -> tuple[Any, torch.Tensor]:
     """(KV cache for sequences of up to `max_len` tokens, last-position logits (B, V)) of the prompts, each
     distinct prompt run once.
@@ -124,10 +142,10 @@ def prefill(model: Policy, prompts: torch.Tensor, max_len: int | None = None) ->
     if len(distinct) < len(prompts):
         cache = model.new_kv_cache(len(distinct), max_len)
         if hasattr(cache, "take_rows"):
-            logits = model(distinct, kv_cache=cache, start_pos=0)[:, -1]
+            logits = last_logits(model, distinct, -1, kv_cache=cache, start_pos=0)[:, -1]
             return cache.take_rows(rows, prompts.shape[1]), logits[rows]
     cache = model.new_kv_cache(len(prompts), max_len)
-    return cache, model(prompts, kv_cache=cache, start_pos=0)[:, -1]
+    return cache, last_logits(model, prompts, -1, kv_cache=cache, start_pos=0)[:, -1]
 
 
 class SharedPrefix:
@@ -139,6 +157,17 @@ class SharedPrefix:
         self.rows = rows  # (B,) the distinct prompt of each sequence
         self.k: dict[int, torch.Tensor] = {}
         self.v: dict[int, torch.Tensor] = {}
+        self._prompt_lead: torch.Tensor | None = None
+
+    @property
+    def pad_lead(self) -> torch.Tensor | None:
+        """Leading pads of each sequence's (left-padded) prompt, for the response pass; set by the prompt pass
+        with one count per distinct prompt (``HFPolicy``)."""
+        return None if self._prompt_lead is None else self._prompt_lead.index_select(0, self.rows)
+
+    @pad_lead.setter
+    def pad_lead(self, lead: torch.Tensor | None) -> None:
+        self._prompt_lead = lead
 
     def write(
         self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int
@@ -177,10 +206,10 @@ def response_logits(
     Models whose caches have no `write` (transformers' own forward) score every row in full.
     """
     if not share_prompts or not hasattr(cast(Policy, model).new_kv_cache(1), "write"):
-        return model(tokens[:, :-1])[:, prompt_len - 1 :]
+        return last_logits(model, tokens[:, :-1], prompt_len - 1)
     distinct, rows = torch.unique(tokens[:, :prompt_len], dim=0, return_inverse=True)
     cache = SharedPrefix(rows)
-    logits = model(distinct, kv_cache=cache, start_pos=0)[:, -1:].index_select(0, rows)
+    logits = last_logits(model, distinct, -1, kv_cache=cache, start_pos=0).index_select(0, rows)
     if tokens.shape[1] == prompt_len + 1:
         return logits
     tail = model(tokens[:, prompt_len:-1], kv_cache=cache, start_pos=prompt_len)

@@ -1,7 +1,8 @@
 """Synthetic tasks with exact verifiers for the embedded backend, and their shared char-level tokenizer.
 
 Every task gives fixed-length prompts (BOS + zero-padded text), so a batch of prompts is a plain
-(B, P) tensor, and a verifier that returns exactly 1.0 or 0.0.
+(B, P) tensor, and a verifier that returns exactly 1.0 or 0.0. (The text tasks of a Hugging Face model,
+``text_tasks.py``, fit the same ``Task`` protocol with prompts of different lengths, left-padded.)
 
 Entropy collapse must actually happen under GRPO on the default testbed, so the supervised warm-start
 targets (`sft_example`) are deliberately noisy: correct only with probability `p_correct`, otherwise a
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from steerbench.errors import UsageError
+from steerbench.local.chat import left_pad
 
 
 class Tokenizer:
@@ -317,9 +319,10 @@ def task_params(task: Task) -> dict[str, Any]:
     return dataclasses.asdict(task)  # type: ignore[call-overload]
 
 
-def prompt_tensor(problems: list[Problem]) -> torch.Tensor:
-    """(B, P) long tensor of the problems' prompt ids."""
-    return torch.tensor([p.prompt_ids for p in problems], dtype=torch.long)
+def prompt_tensor(problems: list[Problem], pad_id: int = TOKENIZER.pad_id) -> torch.Tensor:
+    """(B, P) long tensor of the problems' prompt ids, LEFT-padded with ``pad_id`` to the longest (a text
+    task's prompts differ in length; a synthetic task's never do, so they are never padded)."""
+    return left_pad([p.prompt_ids for p in problems], pad_id)
 
 
 def score(task: Task, problems: list[Problem], responses: torch.Tensor) -> torch.Tensor:

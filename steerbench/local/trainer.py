@@ -36,13 +36,15 @@ from steerbench.errors import RunFailed, UsageError
 from steerbench.local.model import ModelConfig
 from steerbench.local.sampler import response_logprobs, sample
 from steerbench.local.task_registry import get_task
-from steerbench.local.tasks import TOKENIZER, Problem, Task, prompt_tensor, score
+from steerbench.local.tasks import Problem, Task, prompt_tensor, score
+from steerbench.local.text_tasks import TextTask
 from steerbench.local.warmstart import warm_start
 from steerbench.methods import PolicyBatch, compute_advantages, compute_policy_loss, get_method
 from steerbench.rewards import coin_flips
 from steerbench.runstore import RunStore, atomic_torch_save, atomic_write_json
 
 EVAL_SEED = 2_718_281  # held-out prompts are the same for every run and seed
+PER_PROMPT = "per_prompt"  # evaluate()'s per-prompt record: written to evaluations/, not to metrics.jsonl
 
 
 @dataclass
@@ -58,8 +60,8 @@ class TrainState:
 
 def build_task(cfg: DictConfig) -> Task:
     params = to_dict(cfg.task)
-    name = params.pop("name")
-    return get_task(name, **params)
+    name = params.pop("name")  # a text task binds to the model's tokenizer
+    return get_task(name, model_path=cfg.model.hf_path, **params)
 
 
 def cache_dir(cfg: DictConfig | None = None) -> Path:
@@ -76,6 +78,8 @@ def build_policy(
         from steerbench.local.hf import load_hf_policy
 
         policy = load_hf_policy(cfg.model.hf_path)
+        if isinstance(task, TextTask):  # its prompts differ in length: left-padded with the tokenizer's pad
+            policy.pad_id = task.tokenizer.pad_id
         if int(policy.vocab_size) < task.tokenizer.vocab_size:
             raise UsageError(
                 f"model {cfg.model.hf_path} has a vocabulary of {policy.vocab_size} ids; task {task.name} "
@@ -133,18 +137,19 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
     with torch.no_grad():
         rollout = sample(
             state.policy,
-            prompt_tensor(problems),
+            task_prompts(task, problems, state.policy),
             task.max_response_len,
             t.temperature,
-            TOKENIZER.eos_id,
+            task.tokenizer.eos_id,
             state.generator,
-            pad_id=TOKENIZER.pad_id,
+            pad_id=task.tokenizer.pad_id,
         )
-    correct = score(task, problems, rollout.responses)
+    device = rollout.tokens.device
+    correct = score(task, problems, rollout.responses).to(device)
     rewards = correct
     if cfg.scenario.random_reward:
-        rewards = coin_flips(len(correct), state.generator)
-    group_index = torch.arange(t.prompts_per_step).repeat_interleave(t.samples_per_prompt)
+        rewards = coin_flips(len(correct), state.generator).to(device)
+    group_index = torch.arange(t.prompts_per_step, device=device).repeat_interleave(t.samples_per_prompt)
     mask = rollout.response_mask
 
     # 3–4. advantages; π_old's log-probs and entropy are the sampler's (the same weights in the same eval
@@ -165,7 +170,7 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
     sums: dict[str, float] = {}
     updates = 0
     for _ in range(t.ppo_epochs):
-        order = torch.randperm(rows, generator=state.generator)
+        order = torch.randperm(rows, generator=state.generator).to(device)
         for start in range(0, rows, per_minibatch):
             idx = order[start : start + per_minibatch]
             log_prob, entropy = response_logprobs(
@@ -217,8 +222,9 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
     return row
 
 
-def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[str, float]:
-    """val/pass@1 (mean accuracy) and val/pass@k (any of k samples correct) on fixed held-out prompts."""
+def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[str, Any]:
+    """val/pass@1 (mean accuracy) and val/pass@k (any of k samples correct) on fixed held-out prompts, and
+    under ``PER_PROMPT`` each prompt's number of correct samples (the run store keeps it apart)."""
     t = cfg.trainer
     problems: list[Problem] = task.sample_problems(t.eval_prompts, torch.Generator().manual_seed(EVAL_SEED))
     repeated = [p for p in problems for _ in range(t.pass_k)]
@@ -227,12 +233,12 @@ def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[
     with torch.no_grad():
         rollout = sample(
             policy,
-            prompt_tensor(repeated),
+            task_prompts(task, repeated, policy),
             task.max_response_len,
             t.temperature,
-            TOKENIZER.eos_id,
+            task.tokenizer.eos_id,
             generator,
-            pad_id=TOKENIZER.pad_id,
+            pad_id=task.tokenizer.pad_id,
         )
     correct = score(task, repeated, rollout.responses).view(t.eval_prompts, t.pass_k)
     mask = rollout.response_mask
@@ -240,14 +246,31 @@ def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[
         "val/pass@1": float(correct.mean()),
         "val/pass@k": float((correct.sum(-1) > 0).float().mean()),
         "val/entropy": float((rollout.entropy * mask).sum() / mask.sum()),
+        PER_PROMPT: {"k": int(t.pass_k), "correct": [int(c) for c in correct.sum(-1).tolist()]},
     }
+
+
+def task_prompts(task: Task, problems: list[Problem], policy: nn.Module) -> torch.Tensor:
+    """The problems' prompt ids (B, P), left-padded with the task's pad id, on the policy's device."""
+    return prompt_tensor(problems, task.tokenizer.pad_id).to(next(policy.parameters()).device)
+
+
+def training_device(cfg: DictConfig) -> torch.device:
+    """``trainer.device``, refused (exit 2) where torch sees no such device."""
+    device = torch.device(cfg.trainer.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"trainer.device={cfg.trainer.device}: torch sees no CUDA GPU here (torch.cuda.is_available() is "
+            "False); use trainer.device=cpu"
+        )
+    return device
 
 
 # what the numbers of a step-0 evaluation depend on besides the config: the code that samples and scores
 EVALUATION_CODE = ("sampler.py", "model.py", "tasks.py", "tail.py", "trainer.py")
 
 
-def warm_start_evaluation(cfg: DictConfig, task: Task, policy: nn.Module) -> dict[str, float]:
+def warm_start_evaluation(cfg: DictConfig, task: Task, policy: nn.Module) -> dict[str, Any]:
     """:func:`evaluate` at step 0, cached beside the warm start.
 
     Every cell of a grid with this seed, task, model and evaluation setting starts from the same warm start,
@@ -271,7 +294,9 @@ def warm_start_evaluation(cfg: DictConfig, task: Task, policy: nn.Module) -> dic
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_dir(cfg) / f"evaluation-step0-{key}.json"
     try:
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if isinstance(cached, dict) and PER_PROMPT in cached:
+            return cached
     except (OSError, ValueError):  # absent, or damaged: the numbers are recomputed and the file rewritten
         pass
     metrics = evaluate(cfg, task, policy, 0)
@@ -289,6 +314,8 @@ def save_checkpoint(store: RunStore, state: TrainState) -> None:
             "method_cfg": dataclasses.asdict(state.method_cfg),
             "generator": state.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            # a GPU run draws on the device's generator too (Clip-Cov's random pick on device tensors)
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
             "last_entropy": state.last_entropy,
         },
     )
@@ -307,6 +334,8 @@ def load_checkpoint(store: RunStore, state: TrainState) -> None:
     state.method_cfg = dataclasses.replace(state.method_cfg, **ckpt["method_cfg"])
     state.generator.set_state(ckpt["generator"])
     torch.set_rng_state(ckpt["torch_rng"])
+    if ckpt.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
     state.step = ckpt["step"]
     state.last_entropy = ckpt["last_entropy"]
 
@@ -330,13 +359,14 @@ def train(
     if t.threads:  # 0 keeps torch's setting (a grid worker sets its share of the cores)
         torch.set_num_threads(t.threads)
     task = build_task(cfg)
-    policy = build_policy(cfg, task, on_warm_start)
+    policy = build_policy(cfg, task, on_warm_start).to(training_device(cfg))
     state = init_state(cfg, policy)
     if store.checkpoint_path.exists():
         load_checkpoint(store, state)
     store.truncate_metrics(state.step if state.step > 0 else -1)  # rows past the checkpoint are redone
     if state.step == 0:
         first = {"step": 0, **warm_start_evaluation(cfg, task, state.policy)}
+        store.write_evaluation(0, first.pop(PER_PROMPT))
         store.append_metrics(first)
         if on_step:
             on_step(first)
@@ -344,6 +374,7 @@ def train(
         row = rl_step(cfg, task, state)
         if state.step % t.eval_every == 0 or state.step == t.steps:
             row.update(evaluate(cfg, task, state.policy, state.step))
+            store.write_evaluation(state.step, row.pop(PER_PROMPT))
         if step_metrics is not None and t.omega_every and state.step % t.omega_every == 0:
             row.update(step_metrics(cfg, task, state.policy, state.reference, state.step))
         logged = {"step": state.step, **{k: _finite(v) for k, v in row.items()}}

@@ -1,0 +1,235 @@
+"""The design of a comparison: its unit of analysis, its two sources of variance, and the smallest effect
+it can resolve, stated before the runs.
+
+Unit of analysis. Every run is evaluated on the same fixed held-out prompts (the trainer's ``EVAL_SEED``)
+with the same sampling stream at a given seed, so a method and its grpo control are paired twice: by seed
+(same warm start, same rollout generator) and by prompt. For a statistic and seed s,
+
+    D_s = mean_j (x_{m,s,j} − x_{c,s,j}),      Var(D_s) = σ²_train + σ²_eval / J
+
+σ²_train is the seed-to-seed variation of training (what a new seed would change), σ²_eval / J the noise of
+evaluating J prompts with k samples each (what a new evaluation of the same two policies would change).
+The test is the paired t-test over seeds on D_s (df = n − 1). In a balanced design (every run on the same J
+prompts) this is exactly the REML mixed-model test of the method effect with random seed and prompt
+effects; evaluation noise is never counted as replication, so a verdict holds for new seeds, not only new
+samples. ``variance_components`` splits the observed Var(D_s) into the two parts (the evaluation part
+from the per-prompt records, by the binomial variance of each prompt's k samples), which says whether
+more prompts or more seeds would sharpen a verdict.
+
+Planning. The minimal detectable effect (MDE) at 80% power of the family's strictest Holm level α/m, for
+n seeds and a pilot's σ_D (``inference.min_detectable``); ``seeds_for`` is the smallest n whose MDE is at
+most a target (the issue's: one third of grpo's own effect).
+
+Intervals. A cell's interval is the t-interval of its seed means, cut to the quantity's range (rates in
+[0, 1], entropies ≥ 0). The percentile bootstrap it replaces stays inside the seeds' own min..max, which
+with 3–4 seeds covers a 95% target only ≈ 75–81% of the time; ``coverage`` simulates the design to check
+an interval's real coverage (tests/test_compare_design.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from steerbench.analysis.compare.inference import finite, min_detectable
+from steerbench.analysis.compare.runs import col
+
+ALPHA = 0.05
+POWER = 0.8
+
+
+def t_interval(
+    values: Sequence[float], level: float = 0.95, low: float = -math.inf, high: float = math.inf
+) -> tuple[float, float, float, int]:
+    """(mean, low, high, n): mean ± t_{(1+level)/2, n−1}·s/√n over the finite values, cut to [low, high].
+
+    NaN bounds with fewer than two values; equal values give a zero-width interval."""
+    x = finite(values)
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(x.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    half = float(st.t.ppf(0.5 + level / 2, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
+    return mean, max(low, mean - half), min(high, mean + half), n
+
+
+def pass1_eval_variance(correct: np.ndarray, k: int) -> float:
+    """Var of a run's pass@1 over J prompts from one evaluation: Σ_j p̂_j(1 − p̂_j)/(k − 1) / J², with p̂_j
+    the share of prompt j's k samples that are correct (the unbiased binomial variance of a mean of k)."""
+    p = np.asarray(correct, dtype=float) / k
+    return float((p * (1 - p)).sum() / (k - 1) / len(p) ** 2)
+
+
+@dataclass(frozen=True)
+class Components:
+    """The variance of the paired seed differences D_s, split into training and evaluation parts."""
+
+    n_seeds: int
+    var_d: float  # sample variance of D_s over seeds
+    var_eval: float  # mean evaluation variance of D_s (both runs' evaluation noise)
+    var_train: float  # max(0, var_d − var_eval)
+
+    @property
+    def train_share(self) -> float:
+        total = self.var_train + self.var_eval
+        return self.var_train / total if total > 0 else math.nan
+
+
+def variance_components(diffs: Sequence[float], eval_variances: Sequence[float]) -> Components:
+    """``diffs``: D_s per seed; ``eval_variances``: Var_eval(D_s) per seed (method's + control's, since the
+    two evaluations draw independent samples given their policies)."""
+    d, v = finite(diffs), finite(eval_variances)
+    var_d = float(d.var(ddof=1)) if len(d) > 1 else math.nan
+    var_eval = float(v.mean()) if len(v) else math.nan
+    return Components(len(d), var_d, var_eval, max(0.0, var_d - var_eval) if var_d == var_d else math.nan)
+
+
+def mde(sd_diff: float, seeds: int, family: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest |mean difference| a paired t-test over ``seeds`` detects with ``power`` at Holm's
+    strictest level α/family, given the sd of the paired seed differences."""
+    return min_detectable(sd_diff, seeds, alpha / max(1, family), power)
+
+
+def seeds_for(target: float, sd_diff: float, family: int, most: int = 64) -> int | None:
+    """The fewest seeds (≥ 3) whose MDE is ≤ ``target``; None if even ``most`` seeds are not enough."""
+    for n in range(3, most + 1):
+        if mde(sd_diff, n, family) <= target:
+            return n
+    return None
+
+
+Interval = Callable[[np.ndarray], tuple[float, float]]
+
+
+def coverage(
+    interval: Interval,
+    seeds: int,
+    prompts: int = 512,
+    k: int = 16,
+    sd_train: float = 0.03,
+    trials: int = 2000,
+    seed: int = 0,
+) -> float:
+    """Share of simulated designs whose interval for a cell's mean pass@1 covers the true mean.
+
+    The simulation is the design: per-prompt difficulties fixed once (Beta(2, 3): mean 0.4, graded); each
+    seed's training shifts every prompt's logit by one normal draw (sd chosen so the seed-to-seed sd of
+    the mean is ≈ ``sd_train``); each run is evaluated with k binomial samples per prompt. The true cell mean
+    is the expectation over seeds of the mean success probability, estimated once by many seeds."""
+    rng = np.random.default_rng(seed)
+    base = rng.beta(2, 3, prompts)
+    logit = np.log(base / (1 - base))
+    scale = sd_train / 0.2  # d mean(sigmoid)/d shift ≈ mean p(1−p) ≈ 0.2 for Beta(2, 3)
+
+    def seed_means(count: int) -> np.ndarray:
+        shift = rng.normal(0.0, scale, (count, 1))
+        return 1 / (1 + np.exp(-(logit + shift)))
+
+    truth = float(seed_means(20_000).mean())
+    hits = 0
+    for _ in range(trials):
+        p = seed_means(seeds)
+        observed = rng.binomial(k, p) / k
+        lo, hi = interval(observed.mean(axis=1))
+        hits += lo <= truth <= hi
+    return hits / trials
+
+
+ENDPOINT_NAMES = {
+    "final_passk": "pass@k narrowing",
+    "final_pass1": "pass@1 gain",
+    "final_entropy": "entropy loss",
+}
+
+
+def plan_rows(pilot: dict[str, dict[str, float]], seeds: int, family: int) -> list[dict[str, float]]:
+    """Per endpoint of a grid's pilot: the sd of paired seed differences, grpo's own effect, the MDE these
+    seeds give at the family's strictest level, its ratio to the effect, and the seeds that reach a third."""
+    rows = []
+    for endpoint, p in pilot.items():
+        size = mde(p["sd"], seeds, family)
+        rows.append(
+            {
+                "endpoint": endpoint,
+                "sd": p["sd"],
+                "effect": p["effect"],
+                "mde": size,
+                "ratio": size / abs(p["effect"]) if p["effect"] else math.inf,
+                "seeds_for_a_third": seeds_for(abs(p["effect"]) / 3, p["sd"], family) or math.nan,
+            }
+        )
+    return rows
+
+
+def plan_lines(declared: dict, seeds: int) -> list[str]:
+    """What ``steerbench grid`` prints before it runs: the family and the MDE of each piloted endpoint."""
+    fam = declared.get("family", {})
+    size = int(fam.get("size", 0))
+    lines = [
+        f"design: {seeds} seeds; family “{fam.get('name', '?')}”: {size} tests, Holm at α = {ALPHA}"
+        + (f"; degenerate, reported apart: {', '.join(fam['degenerate'])}" if fam.get("degenerate") else "")
+    ]
+    for r in plan_rows(declared.get("pilot", {}), seeds, max(1, size)):
+        name = ENDPOINT_NAMES.get(r["endpoint"], r["endpoint"])
+        lines.append(
+            f"  {name}: grpo's effect {r['effect']:+.3f}, MDE ±{r['mde']:.3f} at {int(POWER * 100)}% power "
+            f"({r['ratio']:.2f} of it; a third needs {r['seeds_for_a_third']:.0f} seeds)"
+        )
+    if declared.get("source"):
+        lines.append(f"  pilot: {declared['source']}")
+    return lines
+
+
+def grpo_effects(frame: pd.DataFrame) -> pd.DataFrame:
+    """grpo's own effect per run (the size of what the instrument must resolve): pass@1 gain and pass@k
+    change (last − first evaluation; the first is the warm start's) and the share of token entropy lost
+    (1 − last / first ``entropy/mean``), one row per grpo run, by task, scenario and variant."""
+    rows = []
+    for run, df in frame[frame["method"] == "grpo"].groupby("run", sort=True):
+        df = df.sort_values("step")
+        first = df.iloc[0]
+        p1, pk, h = (
+            col(df, "val/pass@1").dropna(),
+            col(df, "val/pass@k").dropna(),
+            col(df, "entropy/mean").dropna(),
+        )
+        rows.append(
+            {
+                **{c: first[c] for c in ("task", "scenario", "variant", "seed")},
+                "pass1_start": p1.iloc[0] if len(p1) else math.nan,
+                "pass1_gain": p1.iloc[-1] - p1.iloc[0] if len(p1) > 1 else math.nan,
+                "passk_start": pk.iloc[0] if len(pk) else math.nan,
+                "passk_change": pk.iloc[-1] - pk.iloc[0] if len(pk) > 1 else math.nan,
+                "entropy_loss": 1 - h.iloc[-1] / h.iloc[0] if len(h) > 1 and h.iloc[0] > 0 else math.nan,
+                "final_pass1": p1.iloc[-1] if len(p1) else math.nan,
+                "final_passk": pk.iloc[-1] if len(pk) else math.nan,
+                "final_entropy": h.iloc[-1] if len(h) else math.nan,
+                "run": run,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def pilot(effects: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """A grid's ``design.pilot`` from grpo's seeds: per endpoint, the sd of a paired seed difference between
+    two cells, taken as √2 × grpo's seed-to-seed sd of the final value (pooled within task × scenario ×
+    variant; two independent trainings, and pairing by seed can only lower it), and grpo's mean effect on
+    it (entropy: the change in nats)."""
+    e = effects.assign(entropy_change=effects["final_entropy"] * (1 - 1 / (1 - effects["entropy_loss"])))
+    groups = e.groupby(["task", "scenario", "variant"], sort=True)
+    out = {}
+    for endpoint, change in (
+        ("final_pass1", "pass1_gain"),
+        ("final_passk", "passk_change"),
+        ("final_entropy", "entropy_change"),
+    ):
+        pooled = groups[endpoint].var(ddof=1).dropna().mean()
+        out[endpoint] = {"sd": math.sqrt(2 * pooled), "effect": float(e[change].mean())}
+    return out

@@ -1,0 +1,152 @@
+"""The comparison's design: intervals whose coverage is simulated, variance split into training and
+evaluation, MDE planning, fixed families and degenerate comparisons (analysis/compare/design.py,
+degenerate.py, matching.Family, steerbench/grid.family)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from steerbench.analysis.compare import design
+from steerbench.analysis.compare.inference import min_detectable
+from steerbench.analysis.compare.matching import holm_of_family
+from steerbench.comparisons import same_config
+from steerbench.grid import build_spec, family, plan
+
+
+def test_t_interval_equals_scipys_and_is_cut_to_the_range():
+    x = [0.31, 0.36, 0.29, 0.40]
+    mean, lo, hi, n = design.t_interval(x)
+    ref = st.t.interval(0.95, 3, loc=np.mean(x), scale=st.sem(x))
+    assert (mean, lo, hi, n) == pytest.approx((np.mean(x), *ref, 4))
+    _, lo, hi, _ = design.t_interval([0.0, 0.02, 0.0], low=0.0, high=1.0)
+    assert lo == 0.0 and 0.0 < hi < 1.0
+    assert math.isnan(design.t_interval([0.3])[1])
+
+
+@pytest.mark.parametrize("seeds", [3, 4, 6])
+def test_the_cell_interval_covers_95_percent_of_simulated_designs(seeds):
+    """The design simulated (graded prompt difficulty, a normal seed effect, k binomial samples per prompt):
+    the t-interval over seed means covers ≥ 93%; the percentile bootstrap it replaced does not reach 90%."""
+    t_cov = design.coverage(lambda m: design.t_interval(m, 0.95, 0.0, 1.0)[1:3], seeds, trials=2000)
+    assert t_cov >= 0.93
+    boot_cov = design.coverage(percentile_bootstrap, seeds, trials=400, seed=1)
+    assert boot_cov < 0.90
+
+
+def percentile_bootstrap(x: np.ndarray) -> tuple[float, float]:
+    """The interval compare used before: 2.5% and 97.5% quantiles of resampled seed means."""
+    means = x[np.random.default_rng(0).integers(0, len(x), (4000, len(x)))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def test_a_positive_quantity_never_gets_a_negative_bound():
+    times = [0.01, 0.02, 5.0]  # skewed, like wall times: the plain t-interval goes below 0
+    assert st.t.interval(0.95, 2, loc=np.mean(times), scale=st.sem(times))[0] < 0
+    _, lo, hi, _ = design.t_interval(times, low=0.0)
+    assert lo == 0.0 < hi
+
+
+def test_pass1_evaluation_variance_is_the_binomial_variance_of_each_prompts_mean():
+    k, correct = 8, np.array([0, 2, 8, 5])
+    p = correct / k
+    by_hand = sum(pj * (1 - pj) * k / (k - 1) / k for pj in p) / len(p) ** 2
+    assert design.pass1_eval_variance(correct, k) == pytest.approx(by_hand)
+    # simulated: the variance of a run's mean over many evaluations of the same policy
+    rng = np.random.default_rng(0)
+    truth = np.array([0.1, 0.5, 0.9, 0.3])
+    means = rng.binomial(k, truth, (20_000, 4)).mean(axis=1) / k
+    estimates = [design.pass1_eval_variance(rng.binomial(k, truth), k) for _ in range(4000)]
+    assert np.mean(estimates) == pytest.approx(means.var(), rel=0.05)
+
+
+def test_variance_components_split_seed_variance_from_evaluation_noise():
+    c = design.variance_components([0.10, 0.14, 0.06, 0.12], [0.0004, 0.0004, 0.0004, 0.0004])
+    var_d = np.var([0.10, 0.14, 0.06, 0.12], ddof=1)
+    assert c.var_d == pytest.approx(var_d) and c.var_eval == pytest.approx(0.0004)
+    assert c.var_train == pytest.approx(var_d - 0.0004) and 0 < c.train_share < 1
+    noise_only = design.variance_components([0.1, 0.1001, 0.0999], [0.01] * 3)
+    assert noise_only.var_train == 0.0 and noise_only.train_share == 0.0
+
+
+def test_mde_tightens_with_seeds_and_loosens_with_the_family():
+    assert design.mde(0.05, 8, 1) < design.mde(0.05, 4, 1) < design.mde(0.05, 4, 20)
+    assert design.mde(0.05, 4, 20) == pytest.approx(min_detectable(0.05, 4, 0.05 / 20, 0.8))
+    n = design.seeds_for(0.05, 0.05, 10)
+    assert design.mde(0.05, n, 10) <= 0.05 < design.mde(0.05, n - 1, 10)
+    assert design.seeds_for(1e-4, 0.05, 10, most=8) is None
+
+
+def test_a_declared_family_keeps_its_size_when_cells_are_missing():
+    p = pd.Series([0.004, 0.03])
+    assert holm_of_family(p, 2) == pytest.approx([0.008, 0.03])  # 2·0.004, then 1·0.03
+    # a family of 5 declared tests of which 2 ran: the missing 3 count, so nothing shrinks (5·p₁, 4·p₂)
+    assert holm_of_family(p, 5) == pytest.approx([0.02, 0.12])
+
+
+def test_same_config_ignores_the_name_and_bookkeeping_only():
+    grpo = {"method.name": "grpo", "method.clip_high": 0.28, "trainer.seed": 0, "trainer.threads": 1}
+    clip_higher = {**grpo, "method.name": "clip_higher", "trainer.seed": 3, "trainer.threads": 2}
+    assert same_config(clip_higher, grpo)
+    assert not same_config({**clip_higher, "method.clip_high": 0.3}, grpo)
+    assert not same_config({**clip_higher, "method.beta": 0.01}, grpo)
+    assert not same_config({}, grpo)
+
+
+def test_the_paper_grid_declares_its_family_before_running_without_the_degenerate_comparison():
+    spec = build_spec("paper")
+    _, cells = plan(spec, "/tmp/steerbench-family-check")
+    fam = family(spec, cells)
+    assert "clip_higher/release" in fam["degenerate"]
+    assert "clip_higher/release" not in fam["members"]
+    assert fam["size"] == len(fam["members"]) == 9 * 3 - len(fam["degenerate"])
+    assert fam["primary"] == spec.design.get("primary", "final_passk")
+
+
+def test_the_pass1_variance_split_uses_each_runs_per_prompt_record(tmp_path):
+    """Two seeds of steer and grpo with per-prompt records written by hand: the effects table's train
+    share equals design.variance_components over the seed differences and the records' binomial noise."""
+    from compare_helpers import write_run
+
+    from steerbench.analysis.compare.report import write_report
+    from steerbench.analysis.compare.runs import load_runs
+
+    k, finals, records = 4, {}, {}
+    for seed in range(3):
+        for method, correct in (("grpo", [1, 2, 0, 4]), ("steer", [2, 2, 1 + seed, 4])):
+            run = write_run(tmp_path / "runs", method, "standard", seed, [1.0, 0.5], pass1={2: 0.0})
+            correct = [c if method == "steer" else min(k, c + seed % 2) for c in correct]
+            p1 = sum(correct) / (k * len(correct))
+            lines = (run / "metrics.jsonl").read_text().replace('"val/pass@1": 0.0', f'"val/pass@1": {p1}')
+            (run / "metrics.jsonl").write_text(lines)
+            (run / "evaluations").mkdir()
+            (run / "evaluations" / "step000002.json").write_text(json.dumps({"k": k, "correct": correct}))
+            finals[(method, seed)], records[(method, seed)] = p1, correct
+    effects = write_report(load_runs([tmp_path / "runs"]), tmp_path / "rep")["effects"]
+    row = effects[(effects["method"] == "steer") & (effects["endpoint"] == "final_pass1")].iloc[0]
+    diffs = [finals[("steer", s)] - finals[("grpo", s)] for s in range(3)]
+    noise = [sum(design.pass1_eval_variance(records[(m, s)], k) for m in ("steer", "grpo")) for s in range(3)]
+    assert row["train_share"] == pytest.approx(design.variance_components(diffs, noise).train_share)
+    assert (row["prompts"], row["k"]) == (4, 4)
+
+
+def test_the_pilot_pools_grpos_seed_variance_within_cells_and_averages_its_effect():
+    rows = []
+    for scenario, finals in (("standard", [0.30, 0.34, 0.32]), ("extreme", [0.10, 0.16, 0.13])):
+        for seed, f in enumerate(finals):
+            rows.append(
+                {"task": "t", "scenario": scenario, "variant": "", "seed": seed, "final_pass1": f,
+                 "pass1_gain": f - 0.2, "final_passk": 0.5, "passk_change": -0.3, "final_entropy": 0.2,
+                 "entropy_loss": 0.6}
+            )  # fmt: skip
+    p = design.pilot(pd.DataFrame(rows))
+    pooled = (np.var([0.30, 0.34, 0.32], ddof=1) + np.var([0.10, 0.16, 0.13], ddof=1)) / 2
+    assert p["final_pass1"]["sd"] == pytest.approx(math.sqrt(2 * pooled))
+    assert p["final_pass1"]["effect"] == pytest.approx(np.mean([0.30, 0.34, 0.32, 0.10, 0.16, 0.13]) - 0.2)
+    assert p["final_passk"] == {"sd": 0.0, "effect": pytest.approx(-0.3)}
+    assert p["final_entropy"]["effect"] == pytest.approx(0.2 - 0.2 / 0.4)  # 0.5 nats → 0.2: −0.3
