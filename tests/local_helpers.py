@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from steerbench.runstore import TIMING_KEYS
@@ -41,3 +43,20 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def metrics_without_timing(run_dir: Path) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def kill_mid_run(out: Path, overrides: list[str], run_dir: Path, rows: int = 4) -> None:
+    """Start ``steerbench run`` in a subprocess and SIGKILL it once ``rows`` metrics rows are written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "steerbench.cli", "run", "--out", str(out), *overrides],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill mid-run: after a few steps were written, before the end
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= rows:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

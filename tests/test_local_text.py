@@ -7,12 +7,7 @@ lengths are left-padded, and a padded batch must score every token as the same s
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +18,7 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("math_verify")
 
 from cli_helpers import invoke  # noqa: E402
-from local_helpers import cli, metrics_without_timing  # noqa: E402
+from local_helpers import cli, kill_mid_run, metrics_without_timing  # noqa: E402
 
 from steerbench.config import compose  # noqa: E402
 from steerbench.execute import run_dir_name  # noqa: E402
@@ -180,19 +175,7 @@ def test_killed_text_run_resumes_to_exactly_the_uninterrupted_metrics(models, tm
     assert invoke("run", "--out", str(reference), *overrides).code == 0
     out = tmp_path / "killed"
     run_dir = out / run_dir_name(compose(overrides))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "steerbench.cli", "run", "--out", str(out), *overrides],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill mid-run: after a few steps were written, before the end
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_mid_run(out, overrides, run_dir)
     assert json.loads((run_dir / "meta.json").read_text())["status"] == "running"
     resumed = cli("run", "--out", str(out), *overrides)
     assert resumed.returncode == 0, resumed.stderr

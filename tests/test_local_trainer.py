@@ -1,16 +1,11 @@
 """The embedded GRPO trainer and `steerbench run`: run store, determinism, resume after SIGKILL, bad input."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 import yaml
-from local_helpers import TINY, cli, metrics_without_timing
+from local_helpers import TINY, cli, kill_mid_run, metrics_without_timing
 
 from steerbench.config import compose
 from steerbench.execute import execute, run_dir_name
@@ -72,19 +67,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, fast)
     out = tmp_path / "killed"
     cfg = compose(overrides)
     run_dir = out / run_dir_name(cfg)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "steerbench.cli", "run", "--out", str(out), *overrides],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill mid-run: after a few steps were written, before the end
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_mid_run(out, overrides, run_dir)
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["status"] == "running"  # the kill left it unfinished
     result = cli("run", "--out", str(out), *overrides)

@@ -29,8 +29,7 @@ COLUMNS = [
     "family", "family_size", "seeds", "prompts", "k", "effect", "ci_low", "ci_high", "p", "p_adj", "mde",
     "detected", "expected", "degenerate", "train_share",
 ]  # fmt: skip
-CONTROL_LABELS = {"final_entropy": "entropy", "passk_drift": "|Δ pass@k| from the warm start",
-                  "pass1_rise": "pass@1 gain"}  # fmt: skip
+CONTROL_LABELS = {"final_entropy": "entropy", "passk_drift": "|Δ pass@k|", "pass1_rise": "pass@1 gain"}
 
 
 def grid_family(runs: Runs) -> Family:
@@ -135,7 +134,7 @@ def control_rows(results: list[dict[str, Any]], prompts: float, k: float) -> lis
         rows.append(
             {
                 "task": r["task"], "scenario": scenario, "method": method, "variant": r["variant"],
-                "label": f"control: {r['control']}", "kind": "control", "endpoint": r["statistic"],
+                "label": _control_label(r), "kind": "control", "endpoint": r["statistic"],
                 "endpoint_label": CONTROL_LABELS.get(r["statistic"], r["statistic"]), "primary": True,
                 "family": "positive controls", "family_size": size, "seeds": len(r["seeds"]),
                 "prompts": prompts, "k": k, "effect": r["effect"], "ci_low": r["ci_low"],
@@ -145,6 +144,14 @@ def control_rows(results: list[dict[str, Any]], prompts: float, k: float) -> lis
             }
         )  # fmt: skip
     return rows
+
+
+def _control_label(result: dict[str, Any]) -> str:
+    """ "kl β=0.05": the control and, for a graded dose, the knob it sets (without its ``method.`` prefix)."""
+    dose = " ".join(
+        part.removeprefix("method.") for part in str(result["variant"]).split() if part.startswith("method.")
+    )
+    return f"{result['control']} {dose}".strip()
 
 
 def effects_table(
