@@ -85,3 +85,38 @@ def test_the_figures_grpo_star_is_the_reference_of_the_deltas() -> None:
     seed0 = run_statistics(pd.concat([frame()[frame()["seed"] == 0], other], ignore_index=True))
     ref0 = _reference_runs(seed0, frontier_table(frame()[frame()["seed"] == 0]))
     assert ref0["seed"].tolist() == [0] and ref0["final_pass1"].tolist() == [0.40]
+
+
+def test_the_best_dose_is_chosen_on_selection_seeds_and_tested_on_fresh_ones_only() -> None:
+    """Seeds 0–2 select, 3–5 test. β = 0.01 wins on the selection seeds by luck (+0.30 on two of them); on
+    the fresh seeds its real gain (≈ +0.06) is what is reported and tested, not the lucky one."""
+    from scipy import stats as st
+
+    from steerbench.analysis.compare.frontier import best_doses
+
+    grpo_k = [0.30, 0.32, 0.31, 0.29, 0.33, 0.30]
+    gain = {
+        "method.beta=0.01": [0.30, 0.30, 0.04, 0.06, 0.05, 0.07],
+        "method.beta=0.1": [0.20, 0.20, 0.19, 0.22, 0.21, 0.18],
+    }
+    rows = []
+    for seed, g in enumerate(grpo_k):
+        rows += run("grpo", "", seed, 0.2, 0.3, g)
+        for variant, d in gain.items():
+            rows += run("kl", variant, seed, 0.3, 0.3, g + d[seed])
+    best = best_doses(pd.DataFrame(rows))
+    (row,) = best.to_dict("records")
+    assert (row["knob"], row["best_value"]) == ("beta", 0.01)
+    assert (row["selection_seeds"], row["fresh_seeds"]) == ("0 1 2", "3 4 5")
+    fresh = [int(s) for s in row["fresh_seeds"].split()]
+    d = [gain["method.beta=0.01"][s] for s in fresh]
+    assert row["d_passk_fresh"] == pytest.approx(sum(d) / len(d))
+    ref = st.ttest_1samp(d, 0)
+    assert row["p"] == pytest.approx(ref.pvalue) and row["p_holm"] == pytest.approx(ref.pvalue)
+    assert row["d_passk_selection"] > row["d_passk_fresh"]  # the winner's curse, avoided
+
+
+def test_a_dose_without_grpo_at_its_seeds_has_no_delta() -> None:
+    rows = run("grpo", "", 0, 0.2, 0.4, 0.3) + run("kl", "method.beta=0.01", 1, 0.3, 0.4, 0.5)
+    (row,) = frontier_table(pd.DataFrame(rows)).to_dict("records")
+    assert math.isnan(row["d_passk"]) and math.isnan(row["d_pass1"])

@@ -10,6 +10,12 @@ grpo of the same task and scenario (no variant), at the point's seeds (all of gr
 
 `frontier.png` plots final entropy against pass@1 and against pass@k, one curve per method ordered by
 knob value, grpo as a star; `frontier.csv` holds the table.
+
+Best doses without the winner's curse (``best_doses``, `best_doses.csv`): where a method has several doses
+run on the same seeds as grpo, its best dose is chosen on the *selection* seeds (the lower half of those
+seeds, fixed before looking) by Δpass@k, then tested against grpo on the other, *fresh* seeds only: a
+paired t-test of Δpass@k, Holm over the methods. A dose picked and tested on the same seeds is biased
+towards whatever those seeds favoured.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from steerbench.analysis.compare.controls import run_statistics  # noqa: E402
+from steerbench.analysis.compare.inference import holm, paired_t  # noqa: E402
 from steerbench.analysis.compare.plots import save_png  # noqa: E402
 
 KNOB = re.compile(r"^(?:.*__)?(?:method\.)?(?P<knob>[A-Za-z_]+)=(?P<value>[-+0-9.eE]+)$")
@@ -57,8 +64,8 @@ def frontier_table(frame: pd.DataFrame) -> pd.DataFrame:
             knob = knob_of(variant)
             if knob is None:
                 continue
-            paired = ref[ref["seed"].isin(cell["seed"])]  # a one-seed dose against grpo of that seed
-            g1, gk = (paired if len(paired) else ref)[["final_pass1", "final_passk"]].mean()
+            paired = ref[ref["seed"].isin(cell["seed"])]  # every dose against grpo of its own seeds
+            g1, gk = paired[["final_pass1", "final_passk"]].mean() if len(paired) else (math.nan, math.nan)
             p1, pk = cell["final_pass1"].mean(), cell["final_passk"].mean()
             d1, dk = p1 - g1, pk - gk
             rows.append(
@@ -120,14 +127,50 @@ def _reference_runs(per_run: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     return paired if len(paired) else ref
 
 
+def best_doses(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per task × scenario × method with ≥ 2 doses on ≥ 4 seeds shared with grpo: the dose with the best
+    mean Δpass@k on the selection seeds, and its Δpass@k against grpo on the fresh seeds (t-interval, p,
+    Holm over the rows)."""
+    per_run = run_statistics(frame)
+    rows = []
+    for (task, scenario), runs in per_run.groupby(["task", "scenario"], sort=True):
+        ref = runs[(runs["method"] == "grpo") & (runs["variant"] == "")].set_index("seed")["final_passk"]
+        doses = runs[[knob_of(v) is not None for v in runs["variant"]]]
+        for method, cells in doses.groupby("method", sort=True):
+            by_dose = {v: c.set_index("seed")["final_passk"] for v, c in cells.groupby("variant", sort=True)}
+            seeds = sorted(set(ref.index).intersection(*(set(d.index) for d in by_dose.values())))
+            if len(by_dose) < 2 or len(seeds) < 4:
+                continue
+            selection, fresh = seeds[: len(seeds) // 2], seeds[len(seeds) // 2 :]
+            best = max(by_dose, key=lambda v: (by_dose[v][selection] - ref[selection]).mean())
+            d = (by_dose[best][fresh] - ref[fresh]).to_numpy(dtype=float)
+            p, low, high = paired_t(d)
+            knob = knob_of(best)
+            rows.append(
+                {"task": task, "scenario": scenario, "method": method, "knob": knob[0], "best_value": knob[1],
+                 "selection_seeds": " ".join(map(str, selection)), "fresh_seeds": " ".join(map(str, fresh)),
+                 "d_passk_selection": float((by_dose[best][selection] - ref[selection]).mean()),
+                 "d_passk_fresh": float(d.mean()), "ci_low": low, "ci_high": high, "p": p}
+            )  # fmt: skip
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_holm"] = holm(table["p"].tolist())
+    return table
+
+
 def write_frontier(frame: pd.DataFrame, out: Path) -> list[str]:
-    """frontier.csv and frontier.png in `out` when the frame holds swept knobs; the names written."""
+    """frontier.csv and frontier.png in `out` when the frame holds swept knobs, and best_doses.csv when
+    their doses share enough seeds with grpo; the names written."""
     table = frontier_table(frame)
     if table.empty:
         return []
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "frontier.csv", index=False, float_format="%.6g")
+    best = best_doses(frame)
+    if not best.empty:
+        best.to_csv(out / "best_doses.csv", index=False, float_format="%.6g")
     return [
         "frontier.csv",
         *(["frontier.png"] if frontier_figure(frame, table, out / "frontier.png") else []),
+        *(["best_doses.csv"] if not best.empty else []),
     ]

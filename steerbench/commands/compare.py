@@ -27,7 +27,7 @@ def compare_command(
     report: verdict, resolution, findings, figures, full tables; positive controls and the dose–response
     frontier when the runs hold them."""
     from steerbench.analysis.compare import controls as ctl
-    from steerbench.analysis.compare.frontier import frontier_table, write_frontier
+    from steerbench.analysis.compare.frontier import best_doses, frontier_table, write_frontier
     from steerbench.analysis.compare.report import verdict_table, write_report
     from steerbench.analysis.compare.runs import finished_only, load_runs
 
@@ -79,6 +79,12 @@ def compare_command(
     frontier = frontier_table(finished)
     if not frontier.empty:
         console.print("dose–response frontier (vs matched grpo):\n" + escape(frontier.to_string(index=False)))
+    best = best_doses(finished)
+    if not best.empty:
+        console.print(
+            "best doses, chosen on the selection seeds, tested on the fresh ones:\n"
+            + escape(best.to_string(index=False))
+        )
     console.print(f"report: [bold]{out / 'report.html'}[/] ({len(result['files'])} files)")
 
 
