@@ -79,7 +79,7 @@ def bench_sampling(args: argparse.Namespace) -> None:
     from steerbench.local.hf import HFPolicy
     from steerbench.local.model import ModelConfig, TinyPolicy
     from steerbench.local.sampler import sample
-    from steerbench.local.tasks import TOKENIZER
+    from steerbench.tasks.core import TOKENIZER
 
     cfg = ModelConfig(vocab_size=TOKENIZER.vocab_size)
     torch.manual_seed(0)

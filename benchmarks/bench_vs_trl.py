@@ -67,7 +67,7 @@ FAST = ("trainer.share_prompts=true", "trainer.fused_adamw=true")  # both equal 
 
 
 def chars():  # type: ignore[no-untyped-def]
-    from steerbench.local.tasks import TOKENIZER
+    from steerbench.tasks.core import TOKENIZER
 
     return TOKENIZER
 
@@ -144,8 +144,8 @@ def trl_data(job: str, rows: int):  # type: ignore[no-untyped-def]
             return [answer_reward(p, c) for p, c in zip(prompts, completions, strict=True)]
 
         return Dataset.from_list([{"prompt": f"{a:02d}+{b:02d}="} for a, b in ab]), reward
-    from steerbench.local.text_tasks import arith_messages
     from steerbench.rewards import compute_score_with_acc
+    from steerbench.tasks.text import arith_messages
 
     ab = torch.randint(0, 10, (rows, 2), generator=g).tolist()
 
@@ -286,9 +286,9 @@ def job_model(args: argparse.Namespace) -> tuple[Path, float]:
         return build_model(args.workdir, args.size, args.sft_steps), 7
     from transformers import AutoTokenizer
 
-    from steerbench.local.chat import prompt_ids
     from steerbench.local.pretrained import prepare
-    from steerbench.local.text_tasks import arith_messages
+    from steerbench.tasks.chat import prompt_ids
+    from steerbench.tasks.text import arith_messages
 
     model_dir = prepare("smollm2", log=lambda _msg: None).path
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -210,7 +210,7 @@ def validate(cfg: DictConfig) -> None:
 def _validate_local(cfg: DictConfig) -> None:
     """The embedded backend's task knobs (typed by the task's dataclass) and model shape."""
     from steerbench.local.model import ModelConfig
-    from steerbench.local.task_registry import ALL_TASKS, get_task
+    from steerbench.tasks.registry import ALL_TASKS, get_task
 
     params = to_dict(cfg.task)
     name = str(params.pop("name", ""))

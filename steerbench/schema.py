@@ -4,7 +4,7 @@
 so Hydra checks types while composing (``trainer.steps=abc`` is refused); ``check_ranges`` then checks
 every field's range and finiteness in one pass, before anything is written. The YAML files stay the
 presets; these dataclasses say what is allowed. Method knobs are typed by the methods' own dataclasses
-(the generated ``method`` group) and task knobs by the task dataclasses (``steerbench.local.tasks``).
+(the generated ``method`` group) and task knobs by the task dataclasses (``steerbench.tasks.core``).
 ``ValidateOmegaSchema`` is the root of ``validate-omega``'s config, its own ``omega`` group, checked the
 same way (``steerbench.config.compose_omega``).
 """

@@ -96,7 +96,7 @@ def test_countdown_reward_accepts_any_correct_expression_and_rejects_the_bare_ta
     ds, gt, info = row["data_source"], row["reward_model"]["ground_truth"], row["extra_info"]
     nums, target = info["raw_problem"][:-1].split(":")
     a, b, c = (int(x) for x in nums.split(","))
-    from steerbench.local.tasks import _expressions
+    from steerbench.tasks.core import _expressions
 
     others = [e for e in _expressions((a, b, c))[int(target)] if e != gt]
     assert others, "the reference is the only correct expression; pick another seed"

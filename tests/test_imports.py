@@ -219,7 +219,6 @@ KNOWN_LAZY = {
     # owned by another change, to be hoisted
     "steerbench/local/policy_io.py",
     "steerbench/local/pretrained.py",
-    "steerbench/local/text_tasks.py",
     "steerbench/local/trainer.py",
     "steerbench/rewards.py",
     "analysis/compare/controls.py",

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steerbench.errors import UsageError
-from steerbench.local.tail import JUNK, TAIL_TOKENIZER, StepsTask, TailCountdownTask
-from steerbench.local.task_registry import get_task
-from steerbench.local.tasks import TOKENIZER, Problem, score
+from steerbench.tasks.core import TOKENIZER, Problem, score
+from steerbench.tasks.registry import get_task
+from steerbench.tasks.tail import JUNK, TAIL_TOKENIZER, StepsTask, TailCountdownTask
 
 T = TAIL_TOKENIZER
 TEXT = st.text(alphabet=TOKENIZER.CHARS + " " + JUNK, max_size=20)

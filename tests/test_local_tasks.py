@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steerbench.errors import UsageError
-from steerbench.local.task_registry import TASKS, get_task
-from steerbench.local.tasks import (
+from steerbench.tasks.core import (
     TOKENIZER,
     AddTask,
     CountdownTask,
@@ -18,6 +17,7 @@ from steerbench.local.tasks import (
     prompt_tensor,
     score,
 )
+from steerbench.tasks.registry import TASKS, get_task
 
 
 def gen(seed: int = 0) -> torch.Generator:

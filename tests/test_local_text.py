@@ -24,12 +24,12 @@ from steerbench.config import compose  # noqa: E402
 from steerbench.execute import run_dir_name  # noqa: E402
 from steerbench.local.hf import load_hf_policy  # noqa: E402
 from steerbench.local.sampler import response_logprobs, sample, token_stats  # noqa: E402
-from steerbench.local.task_registry import get_task  # noqa: E402
-from steerbench.local.tasks import prompt_tensor  # noqa: E402
-from steerbench.local.text_tasks import arith_messages  # noqa: E402
 from steerbench.local.tiny_hf import save_tiny_qwen2  # noqa: E402
 from steerbench.local.trainer import build_policy, build_task, init_state, rl_step  # noqa: E402
 from steerbench.methods import REGISTRY  # noqa: E402
+from steerbench.tasks.core import prompt_tensor  # noqa: E402
+from steerbench.tasks.registry import get_task  # noqa: E402
+from steerbench.tasks.text import arith_messages  # noqa: E402
 
 FAMILIES = ("llama", "qwen2")
 # a few steps of small groups; coin-flip rewards, so a random model's groups have reward variance

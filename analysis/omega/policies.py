@@ -20,9 +20,10 @@ from steerbench.analysis.omega.rollouts import SampleFn
 from steerbench.analysis.omega.sources import PromptSource, parquet_source, random_id_source, task_source
 from steerbench.analysis.omega.vllm_sampling import load_engine, vllm_generate
 from steerbench.errors import UsageError
-from steerbench.local.hf import load_hf_policy, load_hf_tokenizer
+from steerbench.local.hf import load_hf_policy
 from steerbench.local.policy_io import load_run_policy, read_run_config, verl_checkpoints
 from steerbench.local.trainer import build_policy, build_task
+from steerbench.tasks.chat import load_hf_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 DEVICES = ("auto", "cpu", "cuda")

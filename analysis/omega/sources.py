@@ -27,7 +27,7 @@ from torch import nn
 from steerbench.analysis.omega.measure import RolloutBatch
 from steerbench.analysis.omega.rollouts import RewardFn, SampleFn, coin_flip_rewards, make_batch
 from steerbench.errors import UsageError
-from steerbench.local.chat import left_pad, prompt_ids, read_verl_parquet
+from steerbench.tasks.chat import left_pad, prompt_ids, read_verl_parquet
 
 Draw = Callable[[int, torch.Generator], tuple[torch.Tensor, list[Any]]]
 Score = Callable[[list[Any], torch.Tensor, torch.Tensor], torch.Tensor]  # records, responses, mask → (B,)
@@ -43,7 +43,7 @@ class PromptSource:
 
 
 def task_source(task: Any, max_new_tokens: int) -> PromptSource:
-    from steerbench.local.tasks import TOKENIZER, prompt_tensor, score
+    from steerbench.tasks.core import TOKENIZER, prompt_tensor, score
 
     def draw(n: int, gen: torch.Generator) -> tuple[torch.Tensor, list[Any]]:
         problems = task.sample_problems(n, gen)

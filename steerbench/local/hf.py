@@ -121,16 +121,3 @@ def load_hf_policy(path: str | Path, dtype: torch.dtype | None = None) -> HFPoli
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot load the causal LM weights at {str(path)!r}: {err}") from err
     return HFPolicy(lm)
-
-
-def load_hf_tokenizer(path: str | Path) -> Any | None:
-    """The tokenizer saved beside the model (``tokenizer.json`` or a vocabulary), or None if there is none."""
-    import transformers
-
-    path = Path(path)
-    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-        return None
-    try:
-        return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot load the tokenizer saved at {str(path)!r}: {err}") from err

@@ -225,7 +225,8 @@ def check_prepared(path: Path, spec: RegistryModel, reference: Any | None = None
     that the logits are bit-identical) and return its greedy answer to CHECK_PROMPT. RunFailed if not."""
     import torch
 
-    from steerbench.local.hf import load_hf_policy, load_hf_tokenizer
+    from steerbench.local.hf import load_hf_policy
+    from steerbench.tasks.chat import load_hf_tokenizer
 
     policy, tokenizer = load_hf_policy(path), load_hf_tokenizer(path)
     layers = len(policy.lm.model.layers)

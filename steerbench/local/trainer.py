@@ -35,13 +35,13 @@ from steerbench.config import method_knobs, to_dict
 from steerbench.errors import RunFailed, UsageError
 from steerbench.local.model import ModelConfig
 from steerbench.local.sampler import response_logprobs, sample
-from steerbench.local.task_registry import get_task
-from steerbench.local.tasks import Problem, Task, prompt_tensor, score
-from steerbench.local.text_tasks import TextTask
 from steerbench.local.warmstart import warm_start
 from steerbench.methods import PolicyBatch, compute_advantages, compute_policy_loss, get_method
 from steerbench.rewards import coin_flips
 from steerbench.runstore import RunStore, atomic_torch_save, atomic_write_json
+from steerbench.tasks.core import Problem, Task, prompt_tensor, score
+from steerbench.tasks.registry import get_task
+from steerbench.tasks.text import TextTask
 
 EVAL_SEED = 2_718_281  # held-out prompts are the same for every run and seed
 PER_PROMPT = "per_prompt"  # evaluate()'s per-prompt record: written to evaluations/, not to metrics.jsonl
@@ -267,7 +267,7 @@ def training_device(cfg: DictConfig) -> torch.device:
 
 
 # what the numbers of a step-0 evaluation depend on besides the config: the code that samples and scores
-EVALUATION_CODE = ("sampler.py", "model.py", "tasks.py", "tail.py", "trainer.py")
+EVALUATION_CODE = ("local/sampler.py", "local/model.py", "tasks/core.py", "tasks/tail.py", "local/trainer.py")
 
 
 def warm_start_evaluation(cfg: DictConfig, task: Task, policy: nn.Module) -> dict[str, Any]:
@@ -281,7 +281,7 @@ def warm_start_evaluation(cfg: DictConfig, task: Task, policy: nn.Module) -> dic
     if cfg.model.hf_path:  # a user's model: not ours to cache
         return evaluate(cfg, task, policy, 0)
     t = cfg.trainer
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # steerbench/
     identity = {
         "model": to_dict(cfg.model),
         "warm_start": {k: v for k, v in to_dict(cfg.warm_start).items() if k != "cache_dir"},
@@ -289,7 +289,7 @@ def warm_start_evaluation(cfg: DictConfig, task: Task, policy: nn.Module) -> dic
         "evaluation": [EVAL_SEED, t.seed, t.eval_prompts, t.pass_k, t.temperature],
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "code": [hashlib.sha256((here / name).read_bytes()).hexdigest() for name in EVALUATION_CODE],
+        "code": [hashlib.sha256((package / name).read_bytes()).hexdigest() for name in EVALUATION_CODE],
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_dir(cfg) / f"evaluation-step0-{key}.json"

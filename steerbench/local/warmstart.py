@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from steerbench.errors import UsageError
 from steerbench.local.model import ModelConfig, TinyPolicy
-from steerbench.local.tasks import Task, task_params
 from steerbench.runstore import atomic_torch_save
+from steerbench.tasks.core import Task, task_params
 
 CODE_VERSION = "warmstart-v1"
 

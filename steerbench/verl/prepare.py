@@ -59,7 +59,7 @@ def _schema() -> Any:
 
 @dataclass(frozen=True)
 class PrepareSpec:
-    task: str  # embedded task name (steerbench.local.tasks.TASKS)
+    task: str  # embedded task name (steerbench.tasks.core.TASKS)
     out: Path  # output directory: train.parquet, val.parquet
     train_size: int = 10000  # training rows
     val_size: int = 500  # validation rows
@@ -69,7 +69,7 @@ class PrepareSpec:
 
 def parse_task_args(task: str, items: list[str]) -> dict[str, Any]:
     """``["digits=1", "reverse=true"]`` → ``{"digits": 1, "reverse": True}``, typed by the task's fields."""
-    from steerbench.local.task_registry import TASKS
+    from steerbench.tasks.registry import TASKS
 
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}; allowed: {', '.join(sorted(TASKS))}")
@@ -118,7 +118,7 @@ def build_rows(spec: PrepareSpec) -> dict[str, list[dict[str, Any]]]:
     """
     import torch
 
-    from steerbench.local.task_registry import get_task
+    from steerbench.tasks.registry import get_task
 
     task = get_task(spec.task, **spec.task_kwargs)
     generator = torch.Generator().manual_seed(spec.seed)
@@ -172,8 +172,8 @@ def problem_from_row(data_source: str, ground_truth: str, extra_info: Any) -> tu
     The verifiers read only the problem's prompt (countdown) or its reference answer (add), never the
     task's knobs, so the task is built with its defaults. Raises ValueError if the row is not ours.
     """
-    from steerbench.local.task_registry import get_task
-    from steerbench.local.tasks import TOKENIZER, Problem
+    from steerbench.tasks.core import TOKENIZER, Problem
+    from steerbench.tasks.registry import get_task
 
     raw = extra_info.get("raw_problem") if hasattr(extra_info, "get") else None
     if not isinstance(raw, str):

@@ -54,3 +54,16 @@ def left_pad(rows: list[list[int]], pad_id: int) -> torch.Tensor:
     response starts, so position P+t is response token t in every row."""
     width = max(len(r) for r in rows)
     return torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
+
+
+def load_hf_tokenizer(path: str | Path) -> Any | None:
+    """The tokenizer saved beside the model (``tokenizer.json`` or a vocabulary), or None if there is none."""
+    import transformers
+
+    path = Path(path)
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        return None
+    try:
+        return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load the tokenizer saved at {str(path)!r}: {err}") from err

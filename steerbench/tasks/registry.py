@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from steerbench.errors import UsageError
-from steerbench.local.tail import StepsTask, TailCountdownTask
-from steerbench.local.tasks import AddTask, CountdownTask, Task
-from steerbench.local.text_tasks import TEXT_TASKS, load_text_tokenizer
+from steerbench.tasks.core import AddTask, CountdownTask, Task
+from steerbench.tasks.tail import StepsTask, TailCountdownTask
+from steerbench.tasks.text import TEXT_TASKS, load_text_tokenizer
 
 TASKS: dict[str, Callable[..., Task]] = {  # the synthetic tasks, with their own vocabularies
     "add": AddTask,

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from steerbench.errors import UsageError
-from steerbench.local.chat import left_pad
+from steerbench.tasks.chat import left_pad
 
 
 class Tokenizer:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from steerbench.errors import UsageError
-from steerbench.local.tasks import (
+from steerbench.tasks.core import (
     TOKENIZER,
     CountdownTask,
     Problem,

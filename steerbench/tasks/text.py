@@ -8,7 +8,7 @@ Two prompt sources, each a typed knob dataclass that ``bind`` s to the model's t
                   of the 1-digit ones: groups with reward variance, so the verifier, not chance, drives the step).
 
 Every prompt is the chat messages rendered by the model's chat template with the generation prompt
-(``steerbench.local.chat.prompt_ids``); prompts differ in length, so the trainer left-pads them
+(``steerbench.tasks.chat.prompt_ids``); prompts differ in length, so the trainer left-pads them
 (``prompt_tensor``) and the policy masks the pads. A response is decoded up to its first EOS and scored 0/1
 by ``steerbench.math_answer`` (the verl backend's math reward: last ``\\boxed{}`` or ``Answer:``, exact or
 math-verify equivalence), as the tiny tasks' verifiers give.
@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from steerbench.errors import UsageError
-from steerbench.local.chat import prompt_ids, read_verl_parquet
-from steerbench.local.tasks import Problem, _rng
 from steerbench.math_answer import extract_answer, is_equivalent
+from steerbench.tasks.chat import load_hf_tokenizer, prompt_ids, read_verl_parquet
+from steerbench.tasks.core import Problem, _rng
 
 SHOTS = ((2, 3), (7, 1), (4, 4))  # arith_text's solved examples, in order
 
@@ -214,8 +214,6 @@ def load_text_tokenizer(task: str, model_path: str | Path | None) -> TextTokeniz
             __import__(module)
         except ImportError:
             raise UsageError(f"task={task} needs {module}: pip install 'steerbench[{extra}]'") from None
-    from steerbench.local.hf import load_hf_tokenizer
-
     hf = load_hf_tokenizer(model_path)
     if hf is None:
         raise UsageError(

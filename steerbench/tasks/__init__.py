@@ -1,0 +1,12 @@
+"""The tasks, their verifiers and prompt rows: shared domain code of both backends and the analysis.
+
+- ``core``: the Task protocol, the character tokenizer, ``add`` and ``countdown``, ``prompt_tensor``, ``score``;
+- ``tail``: the 256-token long-tail vocabulary and its tasks (``countdown_tail``, ``steps``);
+- ``text``: a pretrained LM's chat prompts in its own tokenizer (``text``, ``arith_text``), scored by
+  ``steerbench.math_answer``; ``chat``: verl-format parquet rows, chat rendering, left padding;
+- ``registry``: ``get_task(name, **knobs)``.
+
+Used by the embedded backend (``steerbench.local``), verl's data preparation and reward, and the Ω analysis.
+Imports nothing of the project above it (errors, math_answer; ``local.hf`` only inside ``text`` to load a
+model's tokenizer).
+"""
