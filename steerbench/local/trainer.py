@@ -34,7 +34,7 @@ from torch import nn
 from steerbench.config import method_knobs, to_dict
 from steerbench.errors import RunFailed, UsageError
 from steerbench.local.model import ModelConfig
-from steerbench.local.sampler import response_logprobs, sample
+from steerbench.local.sampler import Rollout, response_logprobs, sample
 from steerbench.local.warmstart import warm_start
 from steerbench.methods import PolicyBatch, compute_advantages, compute_policy_loss, get_method
 from steerbench.rewards import coin_flips
@@ -164,45 +164,11 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
     advantages = compute_advantages(name, rewards, group_index, mask, old_log_prob, **knobs)
 
     # 5. PPO epochs over minibatches with the method's loss
-    state.policy.train()
-    rows = rewards.shape[0]
-    per_minibatch = rows // t.minibatches
-    sums: dict[str, float] = {}
-    updates = 0
-    for _ in range(t.ppo_epochs):
-        order = torch.randperm(rows, generator=state.generator).to(device)
-        for start in range(0, rows, per_minibatch):
-            idx = order[start : start + per_minibatch]
-            log_prob, entropy = response_logprobs(
-                state.policy, rollout.tokens[idx], rollout.prompt_len, t.temperature, t.share_prompts
-            )
-            batch = PolicyBatch(
-                log_prob=log_prob,
-                old_log_prob=old_log_prob[idx],
-                advantages=advantages[idx],
-                response_mask=mask[idx],
-                entropy=entropy if "entropy_grad" in spec.needs else entropy.detach(),
-                ref_log_prob=None if ref_log_prob is None else ref_log_prob[idx],
-                group_index=group_index[idx],
-                rewards=rewards[idx],
-                old_entropy=old_entropy[idx],  # π_old's entropy, from the same pass as old_log_prob
-            )
-            loss, metrics = compute_policy_loss(name, batch, **knobs)
-            if not torch.isfinite(loss):
-                raise RunFailed(f"loss became {loss.item()} at step {state.step + 1}; lower trainer.lr")
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(state.policy.parameters(), t.grad_clip)
-            state.optimizer.step()
-            metrics.update({"loss/total": loss.item(), "grad/norm": float(grad_norm)})
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + value
-            updates += 1
+    row = ppo_updates(cfg, state, rollout, advantages, rewards, group_index, ref_log_prob)
 
     # 6. metrics and scheduled knobs
     entropy_mean = float((old_entropy * mask).sum() / mask.sum())
     elapsed = time.perf_counter() - started
-    row = {key: value / updates for key, value in sums.items()}
     row.update(
         {
             "entropy/mean": entropy_mean,
@@ -220,6 +186,57 @@ def rl_step(cfg: DictConfig, task: Task, state: TrainState) -> dict[str, float]:
         progress = {"step": state.step - 1, "total_steps": t.steps, "entropy": entropy_mean}
         state.method_cfg = spec.schedule(state.method_cfg, progress)
     return row
+
+
+def ppo_updates(
+    cfg: DictConfig,
+    state: TrainState,
+    rollout: Rollout,
+    advantages: torch.Tensor,
+    rewards: torch.Tensor,
+    group_index: torch.Tensor,
+    ref_log_prob: torch.Tensor | None,
+) -> dict[str, float]:
+    """``ppo_epochs`` passes over the rollout in ``minibatches`` shuffled minibatches (order drawn from the
+    run's generator), one optimiser step each on the method's loss; the loss metrics averaged over steps."""
+    t, name, spec = cfg.trainer, cfg.method.name, get_method(cfg.method.name)
+    knobs = dataclasses.asdict(state.method_cfg)
+    mask, device = rollout.response_mask, rollout.tokens.device
+    state.policy.train()
+    rows = rewards.shape[0]
+    per_minibatch = rows // t.minibatches
+    sums: dict[str, float] = {}
+    updates = 0
+    for _ in range(t.ppo_epochs):
+        order = torch.randperm(rows, generator=state.generator).to(device)
+        for start in range(0, rows, per_minibatch):
+            idx = order[start : start + per_minibatch]
+            log_prob, entropy = response_logprobs(
+                state.policy, rollout.tokens[idx], rollout.prompt_len, t.temperature, t.share_prompts
+            )
+            batch = PolicyBatch(
+                log_prob=log_prob,
+                old_log_prob=rollout.old_log_prob[idx],
+                advantages=advantages[idx],
+                response_mask=mask[idx],
+                entropy=entropy if "entropy_grad" in spec.needs else entropy.detach(),
+                ref_log_prob=None if ref_log_prob is None else ref_log_prob[idx],
+                group_index=group_index[idx],
+                rewards=rewards[idx],
+                old_entropy=rollout.entropy[idx],  # π_old's entropy, from the same pass as old_log_prob
+            )
+            loss, metrics = compute_policy_loss(name, batch, **knobs)
+            if not torch.isfinite(loss):
+                raise RunFailed(f"loss became {loss.item()} at step {state.step + 1}; lower trainer.lr")
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(state.policy.parameters(), t.grad_clip)
+            state.optimizer.step()
+            metrics.update({"loss/total": loss.item(), "grad/norm": float(grad_norm)})
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+            updates += 1
+    return {key: value / updates for key, value in sums.items()}
 
 
 def evaluate(cfg: DictConfig, task: Task, policy: nn.Module, step: int) -> dict[str, Any]:
