@@ -250,3 +250,23 @@ def test_method_overrides_sweep_one_methods_own_knob_only(tmp_path):
     path.write_text("name: doses\nmethods: [grpo]\nmethod_overrides:\n  kl: {method.beta: [0.001, 0.01]}\n")
     with pytest.raises(UsageError, match="method_overrides names 'kl'"):
         build_spec(str(path))
+
+
+@pytest.mark.parametrize(
+    ("design", "message"),
+    [
+        ("{primary: pass1}", "design.primary 'pass1' is not one of final_passk"),
+        ("{pilot: {final_passk: {sd: 0, effect: -0.3}}}", "design.pilot.final_passk must be"),
+        ("{pilot: {final_passk: {sd: 0.1}}}", "design.pilot.final_passk must be"),
+        ("{primary: final_passk, seeds: 3}", "design must be a mapping with keys primary, pilot, source"),
+    ],
+)
+def test_a_malformed_design_is_a_usage_error_naming_the_key(tmp_path, design, message):
+    path = tmp_path / "g.yaml"
+    path.write_text(f"name: g\nmethods: [grpo]\ndesign: {design}\n")
+    with pytest.raises(UsageError, match=message):
+        build_spec(str(path))
+    from cli_helpers import invoke
+
+    result = invoke("grid", str(path), "--dry-run", "--out", str(tmp_path))
+    assert result.code == 2 and message.split(" must")[0].split(" '")[0] in result.stderr
