@@ -270,3 +270,26 @@ def test_a_malformed_design_is_a_usage_error_naming_the_key(tmp_path, design, me
 
     result = invoke("grid", str(path), "--dry-run", "--out", str(tmp_path))
     assert result.code == 2 and message.split(" must")[0].split(" '")[0] in result.stderr
+
+
+def test_without_the_analysis_extra_the_grid_still_plans_and_names_the_extra(monkeypatch):
+    """The design's MDE needs scipy; a run-only install plans the grid and says which extra shows it."""
+    import builtins
+    import io
+
+    from rich.console import Console
+
+    from steerbench.commands.grid import print_design
+
+    real_import = builtins.__import__
+
+    def no_analysis(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.startswith("steerbench.analysis"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_analysis)
+    out = io.StringIO()
+    spec = build_spec("controls")
+    print_design(spec, [], Console(file=out, width=200))
+    assert "install steerbench[analysis] to see the MDE" in out.getvalue()

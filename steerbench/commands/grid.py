@@ -103,7 +103,7 @@ def print_design(spec: Any, cells: list[Any], console: Console) -> None:
     try:
         from steerbench.analysis.compare.design import plan_lines
     except ImportError:  # scipy absent: the grid still runs; compare will need the extra anyway
-        console.print("design: install steerbench[analysis] to see the MDE this grid can resolve")
+        console.print(escape("design: install steerbench[analysis] to see the MDE this grid can resolve"))
         return
     declared = {**spec.design, "family": family(spec, cells)}
     for line in plan_lines(declared, len(spec.seeds)):
