@@ -150,3 +150,32 @@ def test_the_pilot_pools_grpos_seed_variance_within_cells_and_averages_its_effec
     assert p["final_pass1"]["effect"] == pytest.approx(np.mean([0.30, 0.34, 0.32, 0.10, 0.16, 0.13]) - 0.2)
     assert p["final_passk"] == {"sd": 0.0, "effect": pytest.approx(-0.3)}
     assert p["final_entropy"]["effect"] == pytest.approx(0.2 - 0.2 / 0.4)  # 0.5 nats → 0.2: −0.3
+
+
+def test_identical_runs_are_degenerate_and_a_later_twin_names_the_earlier_one(tmp_path):
+    """kl_cov's runs equal clip_cov's value for value (neither selected a token), and steer's equal grpo's:
+    their configs differ, their trajectories do not. Each is reported once, outside the family."""
+    from compare_helpers import config, write_run
+
+    from steerbench.analysis.compare.report import write_report
+    from steerbench.analysis.compare.runs import load_runs
+
+    runs = tmp_path / "runs"
+    for seed in range(3):
+        grpo_h, cov_h = [1.0, 0.6, 0.3 + 0.01 * seed], [1.0, 0.7, 0.5 + 0.02 * seed]
+        cells = {
+            "grpo": (grpo_h, {}),
+            "steer": (grpo_h, {"lambda_min": 0.5}),
+            "clip_cov": (cov_h, {"clip_cov_ratio": 2e-4}),
+            "kl_cov": (cov_h, {"kl_cov_ratio": 2e-4}),
+        }
+        for method, (h, knobs) in cells.items():
+            cfg = config(method, "standard", "arith", seed, 3, method=knobs)
+            write_run(runs, method, "standard", seed, h, pass1={3: 0.3 + 0.01 * seed}, cfg=cfg)
+    v = write_report(load_runs([runs]), tmp_path / "rep")["verdicts"].set_index("method")
+    assert v.loc["steer", "degenerate"] == "identical runs to its control (grpo)"
+    assert v.loc["kl_cov", "degenerate"] == "identical runs to clip_cov"
+    assert v.loc["clip_cov", "degenerate"] == ""
+    assert (v["family_size"] == 1).all()  # clip_cov alone is tested
+    assert v.loc["clip_cov", "final_passk_p_holm"] == v.loc["clip_cov", "final_passk_p"]  # a family of one
+    assert v.loc[["steer", "kl_cov"], "final_passk_p_holm"].isna().all()

@@ -7,6 +7,6 @@
 - ``registry``: ``get_task(name, **knobs)``.
 
 Used by the embedded backend (``steerbench.local``), verl's data preparation and reward, and the Ω analysis.
-Imports nothing of the project above it (errors, math_answer; ``local.hf`` only inside ``text`` to load a
-model's tokenizer).
+Imports no backend: only ``steerbench.errors`` and ``steerbench.math_answer`` (``chat.load_hf_tokenizer``
+loads a model's tokenizer with transformers itself).
 """
