@@ -1,6 +1,7 @@
 """The report's first screen: headline sentences, the design line and the forest plot come before every
 table, in report.md and report.html alike; the wording follows the verdict (detected / no effect larger than
-the MDE / inconclusive); degenerate comparisons stay out of the headline and the plot."""
+the MDE / inconclusive); degenerate comparisons stay out of the headline and the plot; a paper-shaped grid
+(9 methods × 3 scenarios) gets one sentence per method and one forest panel per scenario."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from compare_helpers import write_run
 
-from steerbench.analysis.compare import screenshot
+from steerbench.analysis.compare import forest, screenshot
 from steerbench.analysis.compare.effects import COLUMNS
 from steerbench.analysis.compare.forest import block_units, forest_figure
 from steerbench.analysis.compare.report import write_report
@@ -113,6 +114,79 @@ def synthetic_effects() -> pd.DataFrame:
             )
         )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+PAPER_METHODS = ("clip_higher", "kl", "entropy_bonus", "w_reinforce", "unlikeliness", "pos_adv_reweight",
+                 "clip_cov", "kl_cov", "steer")  # fmt: skip
+SCENARIOS = ("standard", "release", "extreme")
+NOT_RUN = {("clip_higher", "release"), ("clip_cov", "release"), ("clip_cov", "extreme"),
+           ("kl_cov", "release"), ("kl_cov", "extreme")}  # fmt: skip
+
+
+def paper_effects() -> pd.DataFrame:
+    """The paper grid's 22 comparisons: w_reinforce detected in every scenario, steer in standard only, the
+    others no effect larger than the MDE; each with its secondary rows."""
+    rows = []
+    for scenario in SCENARIOS:
+        for method in PAPER_METHODS:
+            if (method, scenario) in NOT_RUN:
+                continue
+            detected = method == "w_reinforce" or (method, scenario) == ("steer", "standard")
+            eff = -0.5 if detected else 0.01
+            over = {"scenario": scenario, "family_size": 22}
+            rows.append(effect_row(method, "final_passk", eff, 0.04, p_adj=0.001 if detected else 0.6,
+                                   detected=detected, mde=0.12, **over))  # fmt: skip
+            rows.append(effect_row(method, "final_pass1", 0.01, 0.02, mde=0.03, **over))
+            rows.append(effect_row(method, "final_entropy", 0.3, 0.09, mde=0.1, **over))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_a_paper_grid_gets_one_headline_per_method_naming_each_scenario():
+    lines = headline(paper_effects())
+    assert [line.split(":")[0] for line in lines] == [
+        "clip_higher", "kl", "entropy_bonus", "w_reinforce", "unlikeliness", "pos_adv_reweight",
+        "clip_cov [standard only]", "kl_cov [standard only]", "steer",
+    ]  # fmt: skip
+    kl = lines[1]
+    assert kl == (
+        "kl: no effect on pass@64 larger than the MDE in any scenario: standard +0.01 [-0.03, 0.05] "
+        "(MDE ±0.12), release +0.01 [-0.03, 0.05] (MDE ±0.12), extreme +0.01 [-0.03, 0.05] (MDE ±0.12); "
+        "pass@1 +0.01 [-0.01, 0.03] · +0.01 [-0.01, 0.03] · +0.01 [-0.01, 0.03]; "
+        "entropy +0.30 [0.21, 0.39] · +0.30 [0.21, 0.39] · +0.30 [0.21, 0.39]"
+    )
+    assert lines[0].startswith(
+        "clip_higher: no effect on pass@64 larger than the MDE in any scenario: standard"
+    )
+    assert "release" not in lines[0]  # not run there
+    assert lines[3].startswith(
+        "w_reinforce: pass@64 detected in every scenario: standard -0.50 [-0.54, -0.46] (Holm p 0.001)"
+    )
+    steer = lines[-1]
+    assert steer.startswith(
+        "steer: pass@64 detected in standard only: standard -0.50 [-0.54, -0.46] (Holm p 0.001), "
+    )
+    assert "release +0.01 [-0.03, 0.05] no effect (MDE ±0.12)" in steer
+    assert lines[6].startswith("clip_cov [standard only]: no effect on pass@64 larger than ±0.12 (MDE)")
+
+
+def test_the_forest_of_a_paper_grid_is_one_panel_per_scenario_with_methods_as_rows(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(forest, "save_png", lambda fig, path: figures.append(fig))
+    assert forest_figure(forest_rows(paper_effects()), tmp_path / "forest.png")
+    (fig,) = figures
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == list(SCENARIOS)
+    assert len(fig.axes) == 3  # no other block: the paper grid has no positive controls
+    # the methods' labels once, on the left panel, top to bottom; one x scale for all
+    labels = sorted(panels[0].get_yticklabels(), key=lambda t: -t.get_position()[1])
+    assert [t.get_text() for t in labels] == list(PAPER_METHODS)
+    assert all(not any(t.get_text() for t in ax.get_yticklabels()) for ax in panels[1:])
+    assert len({ax.get_xlim() for ax in panels}) == 1
+    not_tested = [ax.get_title() for ax in panels for t in ax.texts if t.get_text() == "not tested"]
+    assert sorted(not_tested) == sorted(scenario for _, scenario in NOT_RUN)
+    # short enough to sit under the nine sentences on a 1400×1000 screen (100 dpi: 1 inch = 100 px)
+    assert fig.get_size_inches()[1] < 4.2
+    forest.plt.close(fig)
 
 
 def test_undetected_effect_with_ci_inside_the_mde_says_no_effect_larger_than():

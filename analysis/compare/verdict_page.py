@@ -2,8 +2,15 @@
 
 One headline sentence per compared method (its primary endpoint first, then the others), one sentence for
 the positive controls, the design in one line (given: ``effects.design_line``), and the forest plot
-(``forest.py``); degenerate comparisons (a method with the same config as its control) are named once, in
-a note, never tested or plotted.
+(``forest.py``: one panel per scenario); degenerate comparisons (a method with the same config as its
+control) are named once, in a note, never tested or plotted.
+
+A method run in several scenarios (the paper grid: up to 3 scenarios × 9 methods, 22 comparisons) still
+gets one sentence, so that the headline fits the first screen: the verdict the scenarios share (or the
+ones where the effect was detected), each scenario's primary estimate, then the other endpoints' estimates
+in the same scenario order:
+    "steer: no effect on pass@64 larger than the MDE in any scenario: standard -0.05 [-0.09, -0.02]
+     (MDE ±0.14), release ...; entropy +0.01 [-0.16, 0.18] · -0.02 [...] · ..."
 
 Input: ``effects``, one row per (comparison, endpoint), columns ``effects.COLUMNS``. Only the primary
 endpoint is tested (Holm within its family), and the sentence says what the test allows:
@@ -71,20 +78,77 @@ def estimate(r: pd.Series) -> str:
 # ------------------------------------------------------------------------------------------- sentences
 
 
-def primary_phrase(r: pd.Series) -> str:
-    name, mde = r["endpoint_label"], r["mde"]
+def verdict_of(r: pd.Series) -> str:
+    """What the test of one comparison's primary endpoint allows (module docstring); "estimate" for a row
+    that was not tested."""
     if not math.isfinite(r["effect"]):
-        return f"{name} n/a"
+        return "n/a"
+    if not r["primary"]:
+        return "estimate"
     if r["detected"]:
+        return "detected"
+    if not (math.isfinite(r["mde"]) and math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])):
+        return "untested"
+    return "no effect" if -r["mde"] <= r["ci_low"] and r["ci_high"] <= r["mde"] else "inconclusive"
+
+
+def primary_phrase(r: pd.Series) -> str:
+    name, mde, verdict = r["endpoint_label"], r["mde"], verdict_of(r)
+    if verdict == "n/a":
+        return f"{name} n/a"
+    if verdict == "estimate":
+        return f"{name} {estimate(r)}"
+    if verdict == "detected":
         return f"{name} {estimate(r)}, detected (Holm p {p_value(r['p_adj'])})"
-    if not (math.isfinite(mde) and math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])):
+    if verdict == "untested":
         return f"{name} {estimate(r)}, untested (too few paired seeds)"
-    if -mde <= r["ci_low"] and r["ci_high"] <= mde:
+    if verdict == "no effect":
         return f"no effect on {name} larger than ±{num(mde)} (MDE): {estimate(r)}"
     return (
         f"{name} inconclusive: {signed(r['effect'])}, CI [{num(r['ci_low'])}, {num(r['ci_high'])}] "
         f"is wider than the MDE ±{num(mde)} (Holm p {p_value(r['p_adj'])})"
     )
+
+
+# the lead of a method's sentence when every scenario's test allows the same
+SHARED_LEAD = {
+    "detected": "{name} detected in every scenario",
+    "no effect": "no effect on {name} larger than the MDE in any scenario",
+    "inconclusive": "{name} inconclusive in every scenario (CI wider than the MDE)",
+}
+
+
+def scenario_item(r: pd.Series, said: str | None) -> str:
+    """One scenario's primary estimate; the verdict word only where the lead (``said``) has not given it."""
+    verdict = verdict_of(r)
+    if verdict in ("n/a", "estimate"):
+        return f"{r['scenario']} {estimate(r) if verdict == 'estimate' else 'n/a'}"
+    tail = {
+        "detected": f"(Holm p {p_value(r['p_adj'])})",
+        "untested": "(too few paired seeds)",
+    }.get(verdict, f"(MDE ±{num(r['mde'])})")
+    word = "" if verdict == said else f"{verdict} "
+    return f"{r['scenario']} {estimate(r)} {word}{tail}"
+
+
+def by_scenario(arm: list[pd.DataFrame]) -> str:
+    """A method's sentence over its scenarios (module docstring), without the method's name."""
+    primaries = [rows.iloc[0] for rows in arm]
+    verdicts = [verdict_of(r) for r in primaries]
+    name = primaries[0]["endpoint_label"]
+    detected = [r["scenario"] for r, v in zip(primaries, verdicts, strict=True) if v == "detected"]
+    said: str | None
+    if len(set(verdicts)) == 1 and verdicts[0] in SHARED_LEAD:
+        said, lead = verdicts[0], SHARED_LEAD[verdicts[0]].format(name=name)
+    elif detected:
+        said, lead = "detected", f"{name} detected in {' and '.join(detected)} only"
+    else:
+        said, lead = None, f"{name} by scenario"
+    parts = [f"{lead}: {', '.join(scenario_item(r, said) for r in primaries)}"]
+    for endpoint, label in arm[0].iloc[1:][["endpoint", "endpoint_label"]].itertuples(index=False):
+        rows = [rows[rows["endpoint"] == endpoint] for rows in arm]
+        parts.append(f"{label} " + " · ".join(estimate(r.iloc[0]) if len(r) else "n/a" for r in rows))
+    return "; ".join(parts)
 
 
 def _order(rows: pd.DataFrame) -> pd.DataFrame:
@@ -120,16 +184,36 @@ def comparisons(effects: pd.DataFrame, kind: str) -> list[pd.DataFrame]:
     return [_order(by_key[k]) for k in keys]
 
 
+def arms(effects: pd.DataFrame, kind: str) -> list[list[pd.DataFrame]]:
+    """The comparisons of ``kind`` grouped by arm (task, method, variant), each arm's in scenario order."""
+    groups: dict[tuple, list[pd.DataFrame]] = {}
+    for rows in comparisons(effects, kind):
+        r = rows.iloc[0]
+        groups.setdefault((r["task"], r["method"], r["variant"]), []).append(rows)
+    meth = {m: i for i, m in enumerate(sorted_methods(k[1] for k in groups))}
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[0], meth[k[1]], k[2]))]
+
+
+def _arm_label(r: pd.Series, rows: pd.DataFrame) -> str:
+    """The label, prefixed with the task where the comparisons of its kind span several."""
+    return (f"[task {r['task']}] " if rows["task"].nunique() > 1 else "") + r["label"]
+
+
 def headline(effects: pd.DataFrame) -> list[str]:
-    """One sentence per method comparison: its primary endpoint's verdict, then the other estimates."""
+    """One sentence per method (arm), over the scenarios it ran in: its primary endpoint's verdict, then
+    the other estimates; a method run in one scenario of several names it."""
+    methods = tested(effects, "method")
+    several = methods["scenario"].nunique() > 1
     out = []
-    for rows in comparisons(effects, "method"):
-        first = rows.iloc[0]
-        parts = [
-            primary_phrase(first) if first["primary"] else f"{first['endpoint_label']} {estimate(first)}"
-        ]
-        parts += [f"{r['endpoint_label']} {estimate(r)}" for _, r in rows.iloc[1:].iterrows()]
-        out.append(f"{_who(first, tested(effects, 'method'))}: {'; '.join(parts)}")
+    for arm in arms(effects, "method"):
+        first = arm[0].iloc[0]
+        if len(arm) > 1:
+            out.append(f"{_arm_label(first, methods)}: {by_scenario(arm)}")
+            continue
+        only = f" [{first['scenario']} only]" if several else ""
+        parts = [primary_phrase(first)]
+        parts += [f"{r['endpoint_label']} {estimate(r)}" for _, r in arm[0].iloc[1:].iterrows()]
+        out.append(f"{_arm_label(first, methods)}{only}: {'; '.join(parts)}")
     return out
 
 
@@ -161,35 +245,35 @@ def degenerate_note(effects: pd.DataFrame) -> str | None:
 
 
 def forest_rows(effects: pd.DataFrame) -> list[ForestRow]:
-    """The primary endpoint of every non-degenerate comparison: the methods, then the controls."""
+    """The primary endpoint of every non-degenerate comparison: the methods in the headline's order
+    (labelled by arm, in the panel of their scenario), then the controls (the scenario in the label)."""
     out = []
-    for kind in ("method", "control"):
-        for rows in comparisons(effects, kind):
-            r = rows.iloc[0]
-            if not r["primary"]:
-                continue
-            control = kind == "control"
-            who = _who(r, tested(effects, kind))
-            verdict = "detected" if r["detected"] else "not detected"
+    methods = [rows for arm in arms(effects, "method") for rows in arm]
+    for rows in methods + comparisons(effects, "control"):
+        r = rows.iloc[0]
+        if not r["primary"]:
+            continue
+        verdict = "detected" if r["detected"] else "not detected"
+        if r["kind"] == "control":
+            who = f"{_who(r, tested(effects, 'control'))}, {r['endpoint_label']}"
+            note = f"expect {r['expected']}: {estimate(r)}  {verdict}"
+        else:
+            who = _arm_label(r, tested(effects, "method"))
             note = f"{r['endpoint_label']} {estimate(r)}  {verdict}"
-            if control:
-                who, note = (
-                    f"{who}, {r['endpoint_label']}",
-                    f"expect {r['expected']}: {estimate(r)}  {verdict}",
-                )
-            out.append(
-                ForestRow(
-                    label=who,
-                    endpoint=r["endpoint_label"],
-                    effect=float(r["effect"]),
-                    low=float(r["ci_low"]),
-                    high=float(r["ci_high"]),
-                    mde=float(r["mde"]),
-                    detected=bool(r["detected"]),
-                    note=note,
-                    control=control,
-                )
+        out.append(
+            ForestRow(
+                label=who,
+                endpoint=r["endpoint_label"],
+                effect=float(r["effect"]),
+                low=float(r["ci_low"]),
+                high=float(r["ci_high"]),
+                mde=float(r["mde"]),
+                detected=bool(r["detected"]),
+                note=note,
+                control=r["kind"] == "control",
+                panel=r["scenario"],
             )
+        )
     return out
 
 
