@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import re
 import sys
-from importlib.metadata import PackageNotFoundError, requires
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 import steerbench.commands as commands
-from steerbench.errors import RunFailed, UsageError
+from steerbench.errors import RunFailed, UsageError, extra_providing
 
 app = typer.Typer(
     name="steerbench",
@@ -44,22 +42,6 @@ def _register_commands() -> None:
 
 
 _register_commands()
-
-
-def extra_providing(module: str) -> str | None:
-    """The pip extra of steerbench that installs ``module`` (from the installed metadata, so
-    pyproject.toml stays the one list); None if no extra does. ``dev`` only if nothing narrower."""
-    try:
-        requirements = requires("steerbench") or []
-    except PackageNotFoundError:
-        return None
-    extras = []
-    for requirement in requirements:
-        name, _, marker = requirement.partition(";")
-        extra = re.search(r"extra == \"([^\"]+)\"", marker)
-        if extra and re.split(r"[\[<>=!~ ]", name.strip(), maxsplit=1)[0].replace("-", "_") == module:
-            extras.append(extra.group(1))
-    return min(extras, key=lambda e: e == "dev", default=None)
 
 
 def main() -> None:

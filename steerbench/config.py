@@ -29,7 +29,9 @@ import steerbench.experiments as experiments
 from steerbench import schema
 from steerbench.clipping import resolve_clipping
 from steerbench.errors import UsageError
+from steerbench.local.model import ModelConfig
 from steerbench.methods import REGISTRY, MethodError, get_method
+from steerbench.tasks.registry import ALL_TASKS, get_task
 
 CONFIG_DIR = Path(experiments.__file__).resolve().parent
 METHOD_KEYS = ("name",)
@@ -209,9 +211,6 @@ def validate(cfg: DictConfig) -> None:
 
 def _validate_local(cfg: DictConfig) -> None:
     """The embedded backend's task knobs (typed by the task's dataclass) and model shape."""
-    from steerbench.local.model import ModelConfig
-    from steerbench.tasks.registry import ALL_TASKS, get_task
-
     params = to_dict(cfg.task)
     name = str(params.pop("name", ""))
     if name not in ALL_TASKS:

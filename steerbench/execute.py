@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from steerbench.analysis.omega.in_training import embedded_omega_metrics
 from steerbench.config import to_dict
 from steerbench.errors import RunFailed, UsageError
 from steerbench.local.trainer import train
@@ -87,8 +90,6 @@ def _execute_locked(
     store.prepare(container, overrides)
     meta = store.read_meta()
     if meta.get("status") == "done" and store.summary_path.exists():
-        import json
-
         return json.loads(store.summary_path.read_text())
     started = time.time()
     ident = identity(cfg, variant)
@@ -100,12 +101,8 @@ def _execute_locked(
         if cfg.backend == "verl":
             rows = train_verl(cfg, store, on_step=on_step, on_warm_start=on_warm_start)
         else:
-            step_metrics = None
-            if cfg.trainer.omega_every:  # the trainer knows nothing of analysis/: Ω validation is a hook
-                # imported only when asked for: its statistics need the analysis extra (scipy), a run does not
-                from steerbench.analysis.omega.in_training import embedded_omega_metrics
-
-                step_metrics = embedded_omega_metrics
+            # the trainer knows nothing of analysis/: in-training Ω validation is a hook
+            step_metrics = embedded_omega_metrics if cfg.trainer.omega_every else None
             rows = train(cfg, store, on_step=on_step, on_warm_start=on_warm_start, step_metrics=step_metrics)
     except RunFailed as exc:
         store.write_meta("failed", error=str(exc))
@@ -142,8 +139,6 @@ def start_wandb(cfg: DictConfig, run_dir: Path, config: dict[str, Any]) -> Any:
         import wandb
     except ImportError:
         raise UsageError("--wandb needs the wandb package: pip install 'steerbench[wandb]'") from None
-    import hashlib
-
     run_id = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
     return wandb.init(
         project=os.environ.get("WANDB_PROJECT", "steerbench"),

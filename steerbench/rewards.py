@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from steerbench.math_answer import extract_answer, is_equivalent
+from steerbench.tasks.registry import DATA_SOURCE_PREFIX, problem_from_row
 
 
 def coin_flips(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -71,9 +72,7 @@ def compute_score_with_acc(
     if random_reward_sources and data_source in set(random_reward_sources):
         index = (extra_info or {}).get("index") if isinstance(extra_info, dict) else None
         correct = _coin(int(seed), data_source, index, solution_str)
-    elif str(data_source).startswith("steerbench/"):  # `steerbench data prepare` rows: the task's verifier
-        from steerbench.verl.prepare import problem_from_row
-
+    elif str(data_source).startswith(DATA_SOURCE_PREFIX):  # `steerbench data prepare` rows: task's verifier
         pred = extract_answer(solution_str or "")
         task, problem = problem_from_row(data_source, ground_truth, extra_info)
         correct = pred is not None and task.verify(problem, pred) == 1.0

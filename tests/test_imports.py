@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from steerbench.cli import extra_providing
+from steerbench.errors import extra_providing
 from steerbench.methods import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,33 +214,6 @@ def test_the_two_analysis_pipelines_do_not_import_each_other():
 # The one boundary where the project's own modules are imported inside functions: the CLI command
 # modules, so that `steerbench --help` starts without torch (steerbench/cli.py says so).
 LAZY_BOUNDARY = "steerbench/commands/"
-# Files that still import the project inside functions; remove an entry once its imports are at the top.
-KNOWN_LAZY = {
-    # owned by another change, to be hoisted
-    "steerbench/local/policy_io.py",
-    "steerbench/local/pretrained.py",
-    "steerbench/local/trainer.py",
-    "steerbench/rewards.py",
-    "analysis/compare/controls.py",
-    # being edited by another change (tasks out of the embedded backend), to be hoisted after it
-    "steerbench/config.py",
-    "analysis/omega/in_training.py",
-    "analysis/omega/rollouts.py",
-    "analysis/omega/sources.py",
-    # an optional extra: in_training's statistics need scipy, which `steerbench run` must not
-    "steerbench/execute.py",
-    # the verl backend: verl_plugin and the shim import verl itself (the verl extra), and the grid and the
-    # run command import verl.launch and verl.trainer; each lazy import here is still to be sorted into
-    # "needs verl" (stays, named) and "hoist"
-    "steerbench/verl/launch.py",
-    "steerbench/verl/losses.py",
-    "steerbench/verl/main_ppo.py",
-    "steerbench/verl/omega.py",
-    "steerbench/verl/prepare.py",
-    "steerbench/verl/shim.py",
-    "steerbench/verl/tiny.py",
-    "steerbench/verl/trainer.py",
-}
 
 
 def files_importing_the_project_inside_functions() -> set[str]:
@@ -262,9 +235,8 @@ def files_importing_the_project_inside_functions() -> set[str]:
 
 def test_the_projects_modules_are_imported_at_the_top_outside_the_cli_boundary():
     lazy = files_importing_the_project_inside_functions()
-    new = sorted(f for f in lazy - KNOWN_LAZY if not f.startswith(LAZY_BOUNDARY))
-    assert not new, f"import steerbench modules at the top of these files: {new}"
-    assert KNOWN_LAZY <= lazy, f"hoisted: remove from KNOWN_LAZY {sorted(KNOWN_LAZY - lazy)}"
+    outside = sorted(f for f in lazy if not f.startswith(LAZY_BOUNDARY))
+    assert not outside, f"import steerbench modules at the top of these files: {outside}"
 
 
 def _run_cli_fresh(*args: str) -> tuple[str, set[str]]:
@@ -334,6 +306,18 @@ def _cli_without(modules: tuple[str, ...], *args: str, cwd: Path) -> subprocess.
         "main()\n"
     )
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd)
+
+
+def test_run_and_grid_machinery_imports_without_any_extra():
+    """Every project import sits at the top of its module, so importing what `run` and `grid` drive (both
+    backends' launchers included) must not reach an extra: those stay inside the functions that need them."""
+    script = (
+        "import sys\n"
+        f"sys.modules.update(dict.fromkeys({list(OPTIONAL_MODULES)!r}))\n"
+        "import steerbench.execute, steerbench.grid, steerbench.grid_worker, steerbench.verl.launch\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_missing_extra_is_a_usage_error_that_names_it(tmp_path):

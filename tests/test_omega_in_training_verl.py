@@ -300,7 +300,7 @@ def test_hook_on_a_real_transfer_queue_logs_the_batch_omega_and_restores_the_bat
 def test_a_failing_probe_is_logged_and_training_goes_on(real_queue, queue_config, monkeypatch, where):
     """A worker error in Ω's pass, or one after the pass overwrote the queue's entropy: the hook returns,
     logs omega/error = 1 and a warning naming the exception, and leaves batch and queue as they were."""
-    import steerbench.analysis.omega.in_training as in_training
+    import steerbench.verl.omega as omega
     from steerbench.verl.omega import OMEGA_ERROR_METRIC
 
     trainer, batch, want = _queued_step(real_queue, queue_config, where)
@@ -317,7 +317,7 @@ def test_a_failing_probe_is_logged_and_training_goes_on(real_queue, queue_config
         def broken(*_a, **_k):
             raise ValueError("estimator broke")
 
-        monkeypatch.setattr(in_training, "verl_batch_omega_metrics", broken)
+        monkeypatch.setattr(omega, "verl_batch_omega_metrics", broken)
     metrics: dict = {}
     named = "in-training Ω failed at step 2: (RuntimeError: CUDA error|ValueError: estimator broke)"
     with pytest.warns(RuntimeWarning, match=named):

@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from steerbench.analysis.omega.stats import (
     agreement_stats,
+    average_ranks,
     bootstrap_ci,
     json_safe,
     point_stats,
@@ -34,6 +35,14 @@ def test_point_stats_match_scipy(pairs: tuple[np.ndarray, np.ndarray]) -> None:
     assert s["slope"] == pytest.approx(fit.slope, rel=1e-12)
     assert s["r2"] == pytest.approx(fit.rvalue**2, rel=1e-12)
     assert s["mse"] == pytest.approx(float(np.mean((y - x) ** 2)))
+
+
+def test_average_ranks_equal_scipys_rankdata_with_ties_and_nan() -> None:
+    rng = np.random.default_rng(2)
+    for x in (rng.integers(0, 5, size=200).astype(float), rng.normal(size=50), np.array([3.0]), np.array([])):
+        np.testing.assert_array_equal(average_ranks(x), sps.rankdata(x))
+    with_nan = np.array([0.0, 2.0, math.nan, 2.0])
+    np.testing.assert_array_equal(average_ranks(with_nan), sps.rankdata(with_nan))  # all NaN
 
 
 def test_sign_agreement_ignores_zero_measured_and_counts_zero_predictions_as_misses() -> None:

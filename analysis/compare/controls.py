@@ -35,6 +35,7 @@ import yaml
 
 from steerbench.analysis.compare.inference import finite, holm, min_detectable, paired_t
 from steerbench.analysis.compare.runs import col
+from steerbench.config import CONFIG_DIR
 
 ALPHA = 0.05  # family-wise level of the controls' tests (Holm)
 POWER = 0.8  # of the minimal detectable effect reported with each control
@@ -56,8 +57,6 @@ def control_dose(config: str | None) -> dict[str, Any]:
     """The knobs a control's method config sets on top of its method (``{}``: none required)."""
     if config is None:
         return {}
-    from steerbench.config import CONFIG_DIR
-
     raw = yaml.safe_load((CONFIG_DIR / "method" / f"{config}.yaml").read_text())
     return {f"method.{k}": v for k, v in raw.items() if k != "defaults"}
 

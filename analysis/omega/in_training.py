@@ -19,7 +19,7 @@ epoch, with the run's optimiser), so Pearson/Spearman/sign agreement are the fai
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,10 +27,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from steerbench.analysis.omega.estimators import ESTIMATORS, EstimatorInputs
+from steerbench.analysis.omega.measure import measure_entropy_change
+from steerbench.analysis.omega.rollouts import make_batch
 from steerbench.analysis.omega.stats import point_stats
-
-if TYPE_CHECKING:
-    from steerbench.tasks.core import Task
+from steerbench.config import method_knobs
+from steerbench.local.trainer import EVAL_SEED, task_prompts
+from steerbench.rewards import coin_flips
+from steerbench.tasks.core import Task, score
 
 LOGGED = ("pearson", "spearman", "sign_agreement")
 BATCH_ESTIMATORS = ("steer_release", "steer_paper", "cov")  # computable from a verl batch alone
@@ -69,9 +72,6 @@ def omega_step_metrics(
 ) -> dict[str, float]:
     """``omega/<estimator>/{pearson,spearman,sign_agreement}`` of one SGD step at ``lr`` (``reference``:
     the run's reference policy, for methods whose loss needs one)."""
-    from steerbench.analysis.omega.measure import measure_entropy_change
-    from steerbench.analysis.omega.rollouts import make_batch
-
     generator = torch.Generator().manual_seed(seed)
     batch = make_batch(
         policy,
@@ -95,11 +95,6 @@ def embedded_omega_metrics(
 ) -> dict[str, float]:
     """The embedded trainer's ``step_metrics`` hook: how well each Ω estimator predicts one real SGD
     step's entropy change, on a fresh batch of the run's task and reward."""
-    from steerbench.config import method_knobs
-    from steerbench.local.trainer import EVAL_SEED, task_prompts
-    from steerbench.rewards import coin_flips
-    from steerbench.tasks.core import score
-
     t = cfg.trainer
     problems = task.sample_problems(t.prompts_per_step, torch.Generator().manual_seed(EVAL_SEED + step))
 

@@ -17,6 +17,10 @@ import torch
 from torch import nn
 
 from steerbench.analysis.omega.measure import RolloutBatch, _logits, response_stats
+from steerbench.local.hf import left_pad_attention
+from steerbench.local.sampler import on_device
+from steerbench.local.sampler import sample as kv_cache_sample  # make_batch's `sample` is a parameter
+from steerbench.methods import compute_advantages, get_method
 from steerbench.rewards import coin_flips
 
 # prompts (B, P), responses (B, T), response_mask (B, T) → rewards (B,)
@@ -39,11 +43,9 @@ def sample_responses(
     """(tokens (B, P+T), response_mask (B, T)); mask is 1 up to and including the first EOS."""
     if getattr(model, "pad_id", None) is not None and hasattr(model, "lm"):
         return _hf_generate(model, prompts, max_new_tokens, temperature, eos_id, generator)
-    from steerbench.local.sampler import on_device, sample
-
     generator = on_device(generator, prompts.device)  # draws on the prompts' device, seeded from the caller's
     if hasattr(model, "new_kv_cache") and eos_id is not None:
-        ro = sample(model, prompts, max_new_tokens, temperature, eos_id, generator)
+        ro = kv_cache_sample(model, prompts, max_new_tokens, temperature, eos_id, generator)
         return ro.tokens, ro.response_mask
     tokens = prompts
     done = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
@@ -69,9 +71,7 @@ def _hf_generate(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """transformers ``generate`` on left-padded prompts; RNG forked and seeded from ``generator``."""
-    from transformers import GenerationConfig
-
-    from steerbench.local.hf import left_pad_attention
+    from transformers import GenerationConfig  # the hf extra: only a Hugging Face policy gets here
 
     pad = int(model.pad_id)  # type: ignore[arg-type]
     config = GenerationConfig(
@@ -124,8 +124,6 @@ def make_batch(
 
     A method whose loss needs a reference policy's log-probs (kl) gets ``reference``'s; without one the
     reference is ``model`` itself, as at the start of a run (the KL term and its gradient are then 0)."""
-    from steerbench.methods import compute_advantages, get_method
-
     reps = prompts.repeat_interleave(group_size, 0)
     group_index = torch.arange(prompts.shape[0], device=prompts.device).repeat_interleave(group_size)
     if sample is None:

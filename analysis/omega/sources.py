@@ -27,7 +27,9 @@ from torch import nn
 from steerbench.analysis.omega.measure import RolloutBatch
 from steerbench.analysis.omega.rollouts import RewardFn, SampleFn, coin_flip_rewards, make_batch
 from steerbench.errors import UsageError
+from steerbench.rewards import compute_score
 from steerbench.tasks.chat import left_pad, prompt_ids, read_verl_parquet
+from steerbench.tasks.core import TOKENIZER, prompt_tensor, score
 
 Draw = Callable[[int, torch.Generator], tuple[torch.Tensor, list[Any]]]
 Score = Callable[[list[Any], torch.Tensor, torch.Tensor], torch.Tensor]  # records, responses, mask → (B,)
@@ -43,8 +45,6 @@ class PromptSource:
 
 
 def task_source(task: Any, max_new_tokens: int) -> PromptSource:
-    from steerbench.tasks.core import TOKENIZER, prompt_tensor, score
-
     def draw(n: int, gen: torch.Generator) -> tuple[torch.Tensor, list[Any]]:
         problems = task.sample_problems(n, gen)
         return prompt_tensor(problems), problems
@@ -76,8 +76,6 @@ def parquet_source(
     max_prompt_tokens: int,
 ) -> PromptSource:
     """Prompts from a verl-format parquet file, rewarded by the verl backend's math reward."""
-    from steerbench.rewards import compute_score
-
     try:
         import math_verify  # noqa: F401  the reward's symbolic comparison
     except ImportError:

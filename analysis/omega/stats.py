@@ -18,10 +18,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 METRICS = ("pearson", "spearman", "sign_agreement", "slope", "r2")
 RESIDUAL_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x``, tied values sharing their average rank; all NaN if any value is NaN (what
+    ``scipy.stats.rankdata`` returns by default; numpy here, so in-training Ω needs no scipy)."""
+    x = np.asarray(x, np.float64)
+    if np.isnan(x).any():
+        return np.full(x.shape, math.nan)
+    order = np.argsort(x, kind="stable")
+    ordered = x[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # first position of each run of ties
+    counts = np.diff(np.r_[starts, len(x)])
+    ranks = np.empty(x.shape)
+    ranks[order] = np.repeat(starts + 1 + (counts - 1) / 2, counts)
+    return ranks
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -38,7 +52,7 @@ def point_stats(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     n = len(x)
     out: dict[str, float] = {"n": float(n)}
     out["pearson"] = _pearson(x, y)
-    out["spearman"] = _pearson(rankdata(x), rankdata(y)) if n >= 3 else math.nan
+    out["spearman"] = _pearson(average_ranks(x), average_ranks(y)) if n >= 3 else math.nan
     nz = y != 0
     out["sign_agreement"] = float((np.sign(x[nz]) == np.sign(y[nz])).mean()) if nz.any() else math.nan
     var_x = float(((x - x.mean()) ** 2).sum()) if n else 0.0

@@ -15,7 +15,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
+from omegaconf import OmegaConf
+
 from steerbench.errors import UsageError
+from steerbench.local.trainer import build_policy, build_task
 
 LATEST = Path("checkpoints") / "latest.pt"
 VERL_EXPORT = re.compile(r"global_step_(\d+)$")
@@ -23,8 +27,6 @@ WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
 
 
 def read_run_config(run_dir: Path) -> Any:
-    from omegaconf import OmegaConf
-
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise UsageError(f"--run {str(run_dir)!r} has no config.yaml; it is not a steerbench run directory")
@@ -36,11 +38,6 @@ def read_run_config(run_dir: Path) -> Any:
 
 def load_run_policy(run_dir: Path) -> tuple[Any, Any, Any]:
     """(policy in eval mode, task, cfg) of an embedded run's ``checkpoints/latest.pt``."""
-    import torch
-    from omegaconf import OmegaConf
-
-    from steerbench.local.trainer import build_policy, build_task
-
     weights = run_dir / LATEST
     if not weights.is_file():
         raise UsageError(

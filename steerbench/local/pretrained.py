@@ -29,7 +29,12 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
-from steerbench.errors import RunFailed, UsageError
+import torch
+
+from steerbench.errors import RunFailed, UsageError, extra_providing
+from steerbench.local.hf import load_hf_policy
+from steerbench.local.trainer import cache_dir
+from steerbench.tasks.chat import load_hf_tokenizer
 
 MARKER = "steerbench_prepared.json"
 CHECK_PROMPT = "What is 7 + 5?"  # the sanity check's question; SmolLM2-135M-Instruct answers 12
@@ -78,8 +83,6 @@ def known_model(name: str) -> RegistryModel:
 
 
 def default_dir(spec: RegistryModel) -> Path:
-    from steerbench.local.trainer import cache_dir
-
     return cache_dir() / "models" / spec.folder
 
 
@@ -179,8 +182,6 @@ def save_plain(model: Any, tokenizer: Any, out: Path) -> None:
     """Save ``model`` (any transformers causal LM, e.g. loaded from GGUF) as float32 safetensors and
     ``tokenizer`` (with its chat template) into ``out``: the weights go into a fresh model of the same
     class built from the config minus ``quantization_config``, which ``save_pretrained`` always accepts."""
-    import torch
-
     cfg = model.config.to_dict()
     for key in ("quantization_config", "_name_or_path", "transformers_version"):
         cfg.pop(key, None)
@@ -194,14 +195,11 @@ def save_plain(model: Any, tokenizer: Any, out: Path) -> None:
 
 def load_gguf(gguf: Path) -> tuple[Any, Any]:
     """Model (dequantised to float32) and tokenizer from a GGUF file, through transformers."""
-    import torch
     import transformers
 
     try:
         import gguf as _  # noqa: F401  transformers reads GGUF through it
     except ImportError:
-        from steerbench.cli import extra_providing
-
         extra = extra_providing("gguf")
         also = f" (or pip install 'steerbench[{extra}]')" if extra else ""
         raise UsageError(f"reading {gguf.name} needs the gguf package: pip install gguf{also}") from None
@@ -223,11 +221,6 @@ def load_gguf(gguf: Path) -> tuple[Any, Any]:
 def check_prepared(path: Path, spec: RegistryModel, reference: Any | None = None) -> str:
     """Load ``path`` the way ``--model`` does, check its shape (and, given the model it was saved from,
     that the logits are bit-identical) and return its greedy answer to CHECK_PROMPT. RunFailed if not."""
-    import torch
-
-    from steerbench.local.hf import load_hf_policy
-    from steerbench.tasks.chat import load_hf_tokenizer
-
     policy, tokenizer = load_hf_policy(path), load_hf_tokenizer(path)
     layers = len(policy.lm.model.layers)
     if (layers, policy.vocab_size) != (spec.layers, spec.vocab_size) or tokenizer is None:
@@ -263,7 +256,6 @@ def prepare(name: str, out: Path | None = None, log: Callable[[str], None] = pri
     answer: list[str] = []
 
     def build(tmp: Path) -> dict[str, Any]:
-        import torch
         import transformers
 
         log(f"converting {gguf.name} to a float32 Hugging Face directory (about a minute on a CPU)")

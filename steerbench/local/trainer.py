@@ -33,6 +33,7 @@ from torch import nn
 
 from steerbench.config import method_knobs, to_dict
 from steerbench.errors import RunFailed, UsageError
+from steerbench.local.hf import load_hf_policy
 from steerbench.local.model import ModelConfig
 from steerbench.local.sampler import Rollout, response_logprobs, sample
 from steerbench.local.warmstart import warm_start
@@ -75,8 +76,6 @@ def build_policy(
     cfg: DictConfig, task: Task, progress: Callable[[int, int], None] | None = None
 ) -> nn.Module:
     if cfg.model.hf_path:
-        from steerbench.local.hf import load_hf_policy
-
         policy = load_hf_policy(cfg.model.hf_path)
         if isinstance(task, TextTask):  # its prompts differ in length: left-padded with the tokenizer's pad
             policy.pad_id = task.tokenizer.pad_id

@@ -1,5 +1,7 @@
 """Every embedded task by name: the classic tasks (``tasks.py``), the long-tail suite (``tail.py``) and the text
-tasks of a Hugging Face model (``text_tasks.py``), which bind to the model's tokenizer."""
+tasks of a Hugging Face model (``text_tasks.py``), which bind to the model's tokenizer; and the task and
+problem behind a row of ``steerbench data prepare``'s parquet (:func:`problem_from_row`), which verl's
+reward (``steerbench.rewards``) verifies with the task's own verifier."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from steerbench.errors import UsageError
-from steerbench.tasks.core import AddTask, CountdownTask, Task
+from steerbench.tasks.core import TOKENIZER, AddTask, CountdownTask, Problem, Task
 from steerbench.tasks.tail import StepsTask, TailCountdownTask
 from steerbench.tasks.text import TEXT_TASKS, load_text_tokenizer
 
@@ -19,6 +21,7 @@ TASKS: dict[str, Callable[..., Task]] = {  # the synthetic tasks, with their own
     "steps": StepsTask,
 }
 ALL_TASKS: dict[str, Callable[..., Any]] = {**TASKS, **TEXT_TASKS}  # name → the dataclass of its knobs
+DATA_SOURCE_PREFIX = "steerbench/"  # a prepared row's data_source: "steerbench/<task>"
 
 
 def get_task(name: str, model_path: str | Path | None = None, **kwargs: Any) -> Task:
@@ -32,3 +35,20 @@ def get_task(name: str, model_path: str | Path | None = None, **kwargs: Any) -> 
     if name in TEXT_TASKS:
         return task.bind(load_text_tokenizer(name, model_path))  # type: ignore[no-any-return]
     return task  # type: ignore[no-any-return]
+
+
+def problem_from_row(data_source: str, ground_truth: str, extra_info: Any) -> tuple[Task, Problem]:
+    """``(task, problem)`` rebuilt from a prepared row, for the task's own verifier.
+
+    The verifiers read only the problem's prompt (countdown) or its reference answer (add), never the
+    task's knobs, so the task is built with its defaults. Raises ValueError if the row is not ours.
+    """
+    raw = extra_info.get("raw_problem") if hasattr(extra_info, "get") else None
+    if not isinstance(raw, str):
+        raise ValueError(f"{data_source} row has no extra_info.raw_problem")
+    try:
+        task = get_task(data_source.removeprefix(DATA_SOURCE_PREFIX))
+        prompt_ids = [TOKENIZER.bos_id, *TOKENIZER.encode(raw)]
+    except UsageError as err:
+        raise ValueError(str(err)) from err
+    return task, Problem(raw, str(ground_truth), prompt_ids)

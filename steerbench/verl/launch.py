@@ -30,6 +30,7 @@ import json
 import os
 import shlex
 import string
+import subprocess
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -38,10 +39,24 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from steerbench.config import method_knobs
+from steerbench.config import CONFIG_DIR, method_knobs
 from steerbench.errors import UsageError
+from steerbench.methods import REGISTRY
+from steerbench.runstore import atomic_write_bytes
 from steerbench.verl.hook import HOOK as PLUGIN_HOOK
+from steerbench.verl.losses import (
+    ACTOR_NATIVE,
+    ALGORITHM_NATIVE,
+    POLICY_LOSS_CONFIG_TARGET,
+    estimator_name,
+    loss_name,
+    missing_registrations,
+    register_all,
+    shim_needs,
+)
+from steerbench.verl.omega import OMEGA_EVERY_KEY
 from steerbench.verl.relay import ENV_VAR as RELAY_ENV_VAR
+from steerbench.verl.relay import collect
 
 # verl's load_module imports "pkg://" paths by module name: resolved on the node that scores, not here
 REWARD_PATH = "pkg://steerbench.rewards"
@@ -54,8 +69,6 @@ RAY_HOOK_OVERRIDE = f"+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook
 
 
 def preset_dir() -> Path:
-    from steerbench.config import CONFIG_DIR
-
     return CONFIG_DIR / "verl"
 
 
@@ -84,8 +97,6 @@ class VerlLaunch:
 
     def write_script(self) -> None:
         """Write the sbatch script where ``command`` expects it (slurm launcher only)."""
-        from steerbench.runstore import atomic_write_bytes
-
         if self.script is None or self.script_path is None:
             return
         Path(self.script_path).parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +105,6 @@ class VerlLaunch:
     def run(self, check: bool = True):
         """Run it to the end. local: training in a subprocess; ray: ``ray job submit`` (waits, streams the
         job's logs; the relayed metrics land in ``log_path``); slurm: ``sbatch`` (returns once queued)."""
-        import subprocess
-
         self.write_script()
         Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
         if self.launcher != "ray":
@@ -106,11 +115,6 @@ class VerlLaunch:
         return self._submit_ray_job(check)
 
     def _submit_ray_job(self, check: bool):
-        import subprocess
-
-        from steerbench.runstore import atomic_write_bytes
-        from steerbench.verl.relay import collect
-
         relayed: list[str] = []
         with subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -193,16 +197,6 @@ def check_inputs(cfg: DictConfig, launcher: str) -> None:
 
 def compose_overrides(cfg: DictConfig, run_dir: Path, *, ray_hook_in_overrides: bool = True) -> list[str]:
     """The full override list for verl's ``ppo_trainer`` config."""
-    from steerbench.verl.losses import (
-        ACTOR_NATIVE,
-        ALGORITHM_NATIVE,
-        POLICY_LOSS_CONFIG_TARGET,
-        estimator_name,
-        loss_name,
-        shim_needs,
-    )
-    from steerbench.verl.omega import OMEGA_EVERY_KEY
-
     method = str(cfg.method.name)
     knobs = method_knobs(cfg)
     needs = shim_needs(method, knobs)
@@ -286,9 +280,7 @@ def validate_overrides(overrides: list[str], method: str | None = None) -> Any:
         from verl.utils.config import omega_conf_to_dataclass, validate_config
     except ImportError as exc:
         raise UsageError(f"cannot validate against verl's config: {exc}; install steerbench[verl]") from exc
-    import steerbench.verl_plugin  # noqa: F401  (registers; makes the _target_ importable)
-    from steerbench.verl.losses import missing_registrations
-
+    register_all()  # as importing steerbench.verl_plugin does; Hydra imports the _target_ module itself
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="verl.trainer.config", version_base=None):
@@ -342,8 +334,6 @@ def build_verl_launch(
 
     Raises UsageError on bad input. ``cfg`` is what ``steerbench.config.compose`` returns.
     """
-    from steerbench.methods import REGISTRY
-
     launcher = str(cfg.verl.launcher)
     check_inputs(cfg, launcher)
     out = Path(run_dir)
@@ -351,8 +341,6 @@ def build_verl_launch(
     overrides = compose_overrides(cfg, out, ray_hook_in_overrides=launcher != "ray")
     if validate:
         validate_overrides(overrides if launcher != "ray" else [*overrides, RAY_HOOK_OVERRIDE], method=method)
-    from steerbench.verl.losses import shim_needs
-
     # scheduled knobs (pos_adv_reweight's λ) are updated between steps by the shimmed trainer
     needs_shim = (
         shim_needs(method, method_knobs(cfg)).any

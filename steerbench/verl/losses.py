@@ -7,9 +7,13 @@ different defaults, so one uniform prefix avoids any doubt about whose formula r
 Knobs. verl's own actor fields carry the shared knobs (``clip_ratio_low`` → ``clip_low``,
 ``clip_ratio_high`` → ``clip_high``, ``clip_ratio_c`` → ``clip_c``, ``loss_agg_mode``;
 ``algorithm.norm_adv_by_std_in_grpo`` → ``norm_adv_by_std``). Every other knob is a field of
-:class:`SteerbenchPolicyLossConfig` (selected with ``actor_rollout_ref.actor.policy_loss._target_``),
-default ``None`` = "the method's default". Shaper knobs also live under ``+algorithm.steerbench.<knob>``,
-because an advantage estimator only sees ``config.algorithm``.
+:class:`steerbench.verl_plugin.SteerbenchPolicyLossConfig` (selected with
+``actor_rollout_ref.actor.policy_loss._target_``), default ``None`` = "the method's default". Shaper knobs
+also live under ``+algorithm.steerbench.<knob>``, because an advantage estimator only sees ``config.algorithm``.
+
+verl itself is imported only inside :func:`register_all` and :func:`missing_registrations` (and by
+``steerbench.verl_plugin``, which builds that config class), so the launcher, the grid and the local
+backend import this module without the verl extra.
 
 Aggregation. ``steerbench.methods`` aggregates one micro-batch on one rank. verl's ``agg_loss``
 normalises by the *global* mini-batch instead (``config.global_batch_info``, filled by ``ppo_loss``):
@@ -34,7 +38,6 @@ batch (``old_entropy``: verl's ``entropy`` field, what STEER's ``entropy=rollout
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +45,7 @@ import numpy as np
 import torch
 
 from steerbench.methods import REGISTRY, MethodError, PolicyBatch, compute_advantages, compute_policy_loss
+from steerbench.methods.grpo import grpo_shaper
 
 PREFIX = "steerbench_"
 
@@ -72,8 +76,6 @@ def loss_name(method: str) -> str:
 
 def estimator_name(method: str) -> str:
     """The adv estimator a method needs: verl's built-in ``grpo`` when its shaper is GRPO's, else ours."""
-    from steerbench.methods.grpo import grpo_shaper
-
     spec = REGISTRY[method]
     return "grpo" if spec.shaper is grpo_shaper else PREFIX + method
 
@@ -88,28 +90,7 @@ def extra_knob_fields() -> dict[str, Any]:
     return fields
 
 
-def _make_policy_loss_config_class() -> type:
-    from verl.workers.config import PolicyLossConfig
-
-    inherited = {f.name: f for f in dataclasses.fields(PolicyLossConfig)}
-    new_fields = []
-    for knob in sorted(extra_knob_fields()):
-        if knob in inherited:
-            # keep verl's default where every steerbench method agrees with it (clip_cov_*), else None
-            defaults = {spec.knobs()[knob] for spec in REGISTRY.values() if knob in spec.knobs()}
-            if defaults == {inherited[knob].default}:
-                continue
-        new_fields.append((knob, Any, dataclasses.field(default=None)))
-    cls = dataclasses.make_dataclass("SteerbenchPolicyLossConfig", new_fields, bases=(PolicyLossConfig,))
-    cls.__module__ = __name__
-    cls.__doc__ = (
-        "verl's PolicyLossConfig plus every steerbench knob (default None: the method's own default). "
-        "Select with actor_rollout_ref.actor.policy_loss._target_=steerbench.verl_plugin.SteerbenchPolicyLossConfig."
-    )
-    return cls
-
-
-SteerbenchPolicyLossConfig = _make_policy_loss_config_class()
+# the class verl_plugin builds on verl's PolicyLossConfig, with one field per knob of extra_knob_fields()
 POLICY_LOSS_CONFIG_TARGET = "steerbench.verl_plugin.SteerbenchPolicyLossConfig"
 
 

@@ -14,13 +14,15 @@ import sys
 
 import hydra
 
+from steerbench.verl.losses import register_all
+from steerbench.verl.shim import task_runner_class
+
 
 def preflight(config) -> None:
     """Exit 2 if the configured policy loss or advantage estimator does not resolve in verl's registries."""
     from verl.trainer.ppo import core_algos
 
-    import steerbench.verl_plugin  # noqa: F401
-
+    register_all()  # as importing steerbench.verl_plugin does
     loss_mode = config.actor_rollout_ref.actor.policy_loss.get("loss_mode", "vanilla")
     estimator = str(config.algorithm.adv_estimator)
     problems = []
@@ -39,8 +41,6 @@ def main(config) -> None:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
-
-    from steerbench.verl.shim import task_runner_class
 
     auto_set_device(config)
     validate_config(

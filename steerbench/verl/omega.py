@@ -20,6 +20,7 @@ import traceback
 import warnings
 from typing import Any
 
+from steerbench.analysis.omega.in_training import VERL_FIELDS, verl_batch_omega_metrics
 from steerbench.verl.compat import require_verl
 
 OMEGA_EVERY_KEY = "steerbench_omega_every"
@@ -90,8 +91,6 @@ def _probe(trainer: Any, batch: Any, extra_info: dict, saved: dict) -> dict[str,
     require_verl(*OMEGA_INTERNALS)
     import transfer_queue as tq
     from verl.workers.utils.padding import response_from_nested
-
-    from steerbench.analysis.omega.in_training import VERL_FIELDS, verl_batch_omega_metrics
 
     before = tq.kv_batch_get(
         keys=batch.keys, partition_id=batch.partition_id, select_fields=list(VERL_FIELDS)

@@ -9,8 +9,9 @@ verl's ``RLHFDataset`` reads it unchanged::
     reward_model  {"ground_truth": <a reference answer>, "style": "rule"}
     extra_info    {"index": i, "raw_problem": <the task's own prompt, e.g. "0347+0918=">, "split": ...}
 
-The reward rebuilds the problem from ``raw_problem`` and ``ground_truth`` (:func:`problem_from_row`)
-and calls the task's verifier, so ``countdown`` accepts every correct expression, not only the reference.
+The reward rebuilds the problem from ``raw_problem`` and ``ground_truth``
+(:func:`steerbench.tasks.registry.problem_from_row`) and calls the task's verifier, so ``countdown``
+accepts every correct expression, not only the reference.
 Files are written atomically (temporary file + ``os.replace``) and are byte-identical for a seed.
 """
 
@@ -23,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from steerbench.errors import UsageError
 from steerbench.runstore import atomic_write
-
-DATA_SOURCE_PREFIX = "steerbench/"
+from steerbench.tasks.registry import DATA_SOURCE_PREFIX, TASKS, get_task
 
 # How each task's prompt is put to a chat model; "{problem}" is the task's own prompt text.
 INSTRUCTIONS = {
@@ -69,8 +71,6 @@ class PrepareSpec:
 
 def parse_task_args(task: str, items: list[str]) -> dict[str, Any]:
     """``["digits=1", "reverse=true"]`` → ``{"digits": 1, "reverse": True}``, typed by the task's fields."""
-    from steerbench.tasks.registry import TASKS
-
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}; allowed: {', '.join(sorted(TASKS))}")
     cls = TASKS[task]
@@ -116,10 +116,6 @@ def build_rows(spec: PrepareSpec) -> dict[str, list[dict[str, Any]]]:
     Problems are drawn independently, so val may repeat a training prompt when the task is small
     (``add`` with ``digits=1`` has only 100 distinct problems).
     """
-    import torch
-
-    from steerbench.tasks.registry import get_task
-
     task = get_task(spec.task, **spec.task_kwargs)
     generator = torch.Generator().manual_seed(spec.seed)
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -164,23 +160,3 @@ def prepare(spec: PrepareSpec) -> dict[str, Path]:
         paths[split] = spec.out / f"{split}.parquet"
         _write_atomic(split_rows, paths[split])
     return paths
-
-
-def problem_from_row(data_source: str, ground_truth: str, extra_info: Any) -> tuple[Any, Any]:
-    """``(task, problem)`` rebuilt from a prepared row, for the task's own verifier.
-
-    The verifiers read only the problem's prompt (countdown) or its reference answer (add), never the
-    task's knobs, so the task is built with its defaults. Raises ValueError if the row is not ours.
-    """
-    from steerbench.tasks.core import TOKENIZER, Problem
-    from steerbench.tasks.registry import get_task
-
-    raw = extra_info.get("raw_problem") if hasattr(extra_info, "get") else None
-    if not isinstance(raw, str):
-        raise ValueError(f"{data_source} row has no extra_info.raw_problem")
-    try:
-        task = get_task(data_source.removeprefix(DATA_SOURCE_PREFIX))
-        prompt_ids = [TOKENIZER.bos_id, *TOKENIZER.encode(raw)]
-    except UsageError as err:
-        raise ValueError(str(err)) from err
-    return task, Problem(raw, str(ground_truth), prompt_ids)

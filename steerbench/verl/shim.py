@@ -36,18 +36,33 @@ Everything checks :func:`steerbench.verl.compat.require_verl` first: another ver
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import json
 import math
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from steerbench.verl.compat import require_verl
-from steerbench.verl.losses import ADVANTAGE_INPUTS, EXTRA_INPUTS
+from omegaconf import OmegaConf, open_dict
+
+from steerbench.methods import REGISTRY
+from steerbench.runstore import atomic_write_json
+from steerbench.verl.compat import VerlCompatError, require_verl
+from steerbench.verl.losses import (
+    ADVANTAGE_INPUTS,
+    EXTRA_INPUTS,
+    NATIVE_KNOBS,
+    PREFIX,
+    entropy_needs_grad,
+    knobs_from_actor_config,
+    register_all,
+)
 from steerbench.verl.omega import OMEGA_INTERNALS, omega_every
 from steerbench.verl.omega import after_actor_update as omega_after_actor_update
+from steerbench.verl.relay import ENV_VAR, relay_file
 
 PPO_LOSS_INTERNALS = (
     "verl.workers.utils.losses:ppo_loss",
@@ -79,8 +94,6 @@ def extra_inputs_ppo_loss(config: Any, model_output: Any, data: Any, dp_group: A
     from verl.workers.utils.losses import ppo_loss
     from verl.workers.utils.padding import no_padding_2_padding
 
-    from steerbench.verl.losses import entropy_needs_grad
-
     extra: dict[str, Any] = {}
     entropy = model_output.get("entropy", None)
     if entropy is not None:
@@ -105,7 +118,6 @@ def make_worker_loss_fn(actor_config_omega: Any, knobs: dict[str, Any] | None = 
     ``knobs`` (scheduled method knobs) replace the matching ``policy_loss.<knob>`` fields first.
     """
     require_verl(*PPO_LOSS_INTERNALS)
-    from omegaconf import OmegaConf, open_dict
     from verl.utils.config import omega_conf_to_dataclass
 
     if knobs:
@@ -119,8 +131,6 @@ def make_worker_loss_fn(actor_config_omega: Any, knobs: dict[str, Any] | None = 
 
 def step_hook_problems(trainer_base_source: str) -> list[str]:
     """What no longer holds in ``verl/trainer/ppo/v1/trainer_base.py`` for the per-step schedule hook."""
-    import ast
-
     tree = ast.parse(trainer_base_source)
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PPOTrainer"), None)
     if cls is None:
@@ -160,8 +170,6 @@ def require_step_hook() -> None:
     require_verl(*STEP_HOOK_INTERNALS)
     import verl.trainer.ppo.v1.trainer_base as trainer_base
 
-    from steerbench.verl.compat import VerlCompatError
-
     problems = step_hook_problems(inspect.getsource(trainer_base))
     if problems:
         raise VerlCompatError(
@@ -173,9 +181,6 @@ def require_step_hook() -> None:
 
 def scheduled_method(actor_config_omega: Any) -> str | None:
     """The steerbench method behind ``policy_loss.loss_mode`` if it has a per-step schedule, else None."""
-    from steerbench.methods import REGISTRY
-    from steerbench.verl.losses import PREFIX
-
     loss_mode = str(actor_config_omega.policy_loss.get("loss_mode", ""))
     method = loss_mode[len(PREFIX) :] if loss_mode.startswith(PREFIX) else None
     if method is None or method not in REGISTRY or REGISTRY[method].schedule is None:
@@ -193,8 +198,6 @@ class KnobSchedule:
     """
 
     def __init__(self, method: str, knobs: dict[str, Any], total_steps: int):
-        from steerbench.methods import REGISTRY
-
         self.method = method
         self.spec = REGISTRY[method]
         if self.spec.schedule is None:
@@ -207,8 +210,6 @@ class KnobSchedule:
     def from_actor_config(cls, method: str, actor_config_omega: Any, total_steps: int) -> KnobSchedule:
         from verl.utils.config import omega_conf_to_dataclass
 
-        from steerbench.verl.losses import knobs_from_actor_config
-
         actor = omega_conf_to_dataclass(actor_config_omega)
         return cls(method, knobs_from_actor_config(method, actor, actor.loss_agg_mode), total_steps)
 
@@ -218,8 +219,6 @@ class KnobSchedule:
 
     def scheduled_knobs(self) -> dict[str, Any]:
         """The method's own (non-verl-native) knobs as they stand now."""
-        from steerbench.verl.losses import NATIVE_KNOBS
-
         return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in NATIVE_KNOBS}
 
     def after_step(self, global_step: int, entropy: float | None) -> dict[str, Any]:
@@ -262,8 +261,6 @@ class KnobSchedule:
             self.after_step(k, None)
 
     def save(self, path: Path) -> None:
-        from steerbench.runstore import atomic_write_json
-
         atomic_write_json(
             Path(path),
             {
@@ -380,11 +377,7 @@ def task_runner_class():
 
     class SteerbenchTaskRunner(base):  # type: ignore[misc,valid-type]
         def run(self, config: Any):
-            import os
-
-            import steerbench.verl_plugin  # noqa: F401  (registers losses in this process too)
-            from steerbench.verl.relay import ENV_VAR, relay_file
-
+            register_all()  # in this process too, as importing steerbench.verl_plugin does
             trainer_class_for(config)
             try:
                 return super().run(config)

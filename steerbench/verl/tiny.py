@@ -12,6 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from steerbench.config import compose
+from steerbench.local.tiny_hf import save_tiny_qwen2
+from steerbench.methods import PolicyBatch, compute_policy_loss
+from steerbench.verl.launch import build_verl_launch, hydra_value, validate_overrides
+from steerbench.verl.prepare import PrepareSpec, prepare
+
 
 def tiny_run_inputs(root: Path) -> dict[str, Path]:
     """``{"model", "train", "val"}``: a tiny Qwen2 dir, ``add`` problems to train on, ``countdown`` to validate.
@@ -19,11 +27,6 @@ def tiny_run_inputs(root: Path) -> dict[str, Path]:
     Train and val have different data sources, so ``scenario=random_reward`` (coin flips on the training
     sources only) is allowed.
     """
-    import torch
-
-    from steerbench.local.tiny_hf import save_tiny_qwen2
-    from steerbench.verl.prepare import PrepareSpec, prepare
-
     root = Path(root)
     model = save_tiny_qwen2(
         root / "model",
@@ -47,10 +50,7 @@ def verl_cfg(
     The model dir and the parquet files exist (train: ``math_dapo``, val: ``aime``) but hold nothing a
     trainer could use; enough for composing and validating the command.
     """
-    import pandas as pd
-
-    from steerbench.config import compose
-    from steerbench.verl.launch import hydra_value
+    import pandas as pd  # the analysis extra, which the verl extra installs
 
     root = Path(root)
     (root / "model").mkdir(parents=True, exist_ok=True)
@@ -74,8 +74,6 @@ def verl_cfg(
 
 def verl_config(root: Path, method: str = "grpo", *overrides: str, knobs: dict | None = None, **kw):
     """verl's own composed config (DictConfig) for that run, validated like the launcher does."""
-    from steerbench.verl.launch import build_verl_launch, validate_overrides
-
     launch = build_verl_launch(
         verl_cfg(root, method, *overrides, knobs=knobs, **kw), Path(root) / "run", validate=False
     )
@@ -92,7 +90,6 @@ def worker_actor_config(root: Path, method: str, knobs: dict | None = None):
 def engine_micro_batch(b: int = 4, p: int = 3, t: int = 6, seed: int = 0, device: str = "cpu"):
     """A micro-batch as verl's engine hands it to ``ppo_loss``: padded prompts and responses (row i has
     ``t − i`` response tokens), and the model's outputs flat over the valid tokens (jagged)."""
-    import torch
     from tensordict import TensorDict
     from verl.utils import tensordict_utils as tu
 
@@ -127,8 +124,6 @@ def padded_reference_loss(method: str, config: Any, data: Any, model_output: dic
     """``compute_policy_loss`` on the padded tensors of an engine micro-batch, with the actor config's clipping:
     what verl's ``ppo_loss`` through steerbench's shim must equal."""
     from verl.workers.utils.padding import no_padding_2_padding
-
-    from steerbench.methods import PolicyBatch, compute_policy_loss
 
     batch = PolicyBatch(
         log_prob=no_padding_2_padding(model_output["log_probs"], data),

@@ -12,11 +12,11 @@ from omegaconf import DictConfig
 
 from steerbench.errors import RunFailed, UsageError
 from steerbench.runstore import RunStore
+from steerbench.verl.importer import import_verl_logs
+from steerbench.verl.launch import build_verl_launch
 
 
 def print_dry_run(cfg: DictConfig, run_dir: Path, as_json: bool) -> None:
-    from steerbench.verl.launch import build_verl_launch
-
     launch = build_verl_launch(cfg, run_dir)
     typer.echo(json.dumps(launch.to_json(), indent=2) if as_json else " \\\n  ".join(launch.command))
 
@@ -33,9 +33,6 @@ def train_verl(
     drive both backends through ``execute.execute``. SLURM is the grid's job (one allocation per cell,
     verl launched locally inside it), so ``verl.launcher=slurm`` is refused here.
     """
-    from steerbench.verl.importer import import_verl_logs
-    from steerbench.verl.launch import build_verl_launch
-
     if cfg.verl.launcher == "slurm":
         raise UsageError(
             "verl.launcher=slurm submits an sbatch job and returns; use `steerbench grid --launcher slurm` "
