@@ -1,7 +1,7 @@
 """Which runs a comparison may pair, decided from their composed configs (no analysis extra needed, so a
 grid can state its family before it runs and compare can check it after).
 
-- ``BOOKKEEPING``: keys that cannot change a run's numbers (the seed is the pairing key);
+- ``BOOKKEEPING``: keys that cannot change a run's trained numbers (the seed is the pairing key);
 - ``flatten``: a nested config as ``{"a.b": value}``, lists as tuples so values compare and hash;
 - ``same_config``: equal apart from ``method.name`` and bookkeeping — the same loss on the same batches,
   so a comparison of the two is degenerate (``release/clip_higher`` is grpo with the release's ε_high).
@@ -17,6 +17,7 @@ BOOKKEEPING = (
     "trainer.threads",
     "trainer.wandb",
     "trainer.checkpoint_every",
+    "trainer.omega_every",  # Ω is measured on a copy of the policy (tests/test_local_trainer.py)
     "warm_start.cache_dir",
     "verl.launcher",
     "verl.ray_address",

@@ -98,14 +98,39 @@ def test_same_config_ignores_the_name_and_bookkeeping_only():
     assert not same_config({}, grpo)
 
 
-def test_the_paper_grid_declares_its_family_before_running_without_the_degenerate_comparison():
+def test_the_paper_grid_declares_its_family_before_running_and_skips_only_repeated_runs(tmp_path):
+    """The preset leaves out release/clip_higher (grpo's release config: degenerate) and clip_cov's and
+    kl_cov's release and extreme runs (the scenario's clipping cannot reach their loss, so those runs are
+    their standard runs). Both claims are checked here on the composed configs and on the losses."""
+    from dataclasses import replace
+
+    from methods_helpers import random_batch
+
+    from steerbench.methods import compute_policy_loss
+
     spec = build_spec("paper")
-    _, cells = plan(spec, "/tmp/steerbench-family-check")
+    _, cells = plan(replace(spec, seeds=[0]), tmp_path)  # the family does not depend on the seeds
     fam = family(spec, cells)
-    assert "clip_higher/release" in fam["degenerate"]
-    assert "clip_higher/release" not in fam["members"]
-    assert fam["size"] == len(fam["members"]) == 9 * 3 - len(fam["degenerate"])
-    assert fam["primary"] == spec.design.get("primary", "final_passk")
+    assert fam["degenerate"] == [] and fam["size"] == len(fam["members"]) == 9 * 3 - len(spec.exclude) == 22
+    assert fam["primary"] == spec.design.get("primary", "final_passk") == "final_passk"
+
+    everything = {c.name: c for c in plan(replace(spec, exclude=[], seeds=[0]), tmp_path)[1]}
+    twin = everything["clip_higher__release__countdown__seed0"].config
+    assert same_config(twin, everything["grpo__release__countdown__seed0"].config)
+    for method in ("clip_cov", "kl_cov"):
+        knobs = {
+            s: everything[f"{method}__{s}__countdown__seed0"].config
+            for s in ("standard", "release", "extreme")
+        }
+        clipping = {
+            s: {k.split(".")[1]: v for k, v in cfg.items() if k.startswith("method.clip_")}
+            for s, cfg in knobs.items()
+        }
+        losses = {
+            s: compute_policy_loss(method, random_batch(seed=3, drift=1.5), **clip)[0].item()
+            for s, clip in clipping.items()
+        }
+        assert losses["release"] == losses["extreme"] == losses["standard"], (method, clipping)
 
 
 def test_the_pass1_variance_split_uses_each_runs_per_prompt_record(tmp_path):

@@ -232,6 +232,6 @@ def test_the_paper_presets_omega_schedule_reaches_verl(tmp_path):
     from steerbench.grid import build_spec
 
     every = build_spec("paper").overrides["trainer.omega_every"]
-    assert every == ["25"]
+    assert every == ["50"]
     launch = launch_of(tmp_path, "steer", f"trainer.omega_every={every[0]}", validate=False)
-    assert "+trainer.steerbench_omega_every=25" in launch.overrides
+    assert "+trainer.steerbench_omega_every=50" in launch.overrides
