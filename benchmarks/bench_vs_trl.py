@@ -14,8 +14,10 @@ load that folder. Per step: 16 two-digit addition prompts × 8 samples, ≤ 4 ne
 no top-k/top-p, stop at EOS; reward 1 iff the answer is right; group mean/std advantages; clipped
 surrogate ε = 0.2, β = 0, token-mean (TRL "dapo"); one AdamW step per rollout (lr 3e-4, wd 0, clip 1.0,
 constant); fp32; seed 0. steerbench drives the same model through its `model.hf_path` adapter, twice:
-as configured by default, and fast (`trainer.share_prompts=true`: each group's prompt scored once;
-`trainer.fused_adamw=true`: torch's fused AdamW, which TRL's default `optim=adamw_torch_fused` runs too).
+as configured by default (the fast path: each group's prompt scored once, `trainer.share_prompts`; torch's
+fused AdamW, `trainer.fused_adamw`, which TRL's default `optim=adamw_torch_fused` runs too), and on the
+reference path (`trainer.share_prompts=false trainer.fused_adamw=false`: each row scored alone, torch's
+for-each AdamW), which the default equals to float rounding.
 
 `--job smollm2`: the same comparison on a real pretrained LM, SmolLM2-135M-Instruct (30 layers, d 576, GQA
 9/3, vocabulary 49152, tied embeddings; `steerbench model prepare smollm2` converts it once). Per step:
@@ -30,8 +32,8 @@ Printed: each side's pooled median, completion tokens per step, each steerbench 
 each side's share of a matmul peak measured in the same invocation (the best GFLOP/s of fp32 matmuls
 shaped like the model's at `--threads`), with the job's matmul FLOPs counted from the weights: sampling
 one forward per fed token, training three (forward + backward) per sequence token; beside it the share of
-the FLOPs a side executes (fewer with shared prompts: each group's prompt once). The other processes'
-CPU share during each child is printed; above 5% the absolute times are inflated (ratios less so).
+the FLOPs a side executes (fewer with shared prompts, the default: each group's prompt once). The other
+processes' CPU share during each child is printed; above 5% the absolute times are inflated (ratios less so).
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ class Job:
 
 
 JOBS = {"add": Job(16, 8, 4, 3e-4), "smollm2": Job(4, 4, 8, 1e-6)}
-SIDES = ("trl", "steerbench", "steerbench-fast")
-FAST = ("trainer.share_prompts=true", "trainer.fused_adamw=true")  # both equal to rounding only
+SIDES = ("trl", "steerbench", "steerbench-reference")
+REFERENCE = ("trainer.share_prompts=false", "trainer.fused_adamw=false")  # the default equals it to rounding
 
 
 def chars():  # type: ignore[no-untyped-def]
@@ -222,7 +224,7 @@ TASKS = {  # steerbench's side of each job
 }
 
 
-def run_steerbench(model_dir: Path, steps: int, threads: int, fast: bool, job: str) -> dict:
+def run_steerbench(model_dir: Path, steps: int, threads: int, reference: bool, job: str) -> dict:
     from steerbench.config import compose
     from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
 
@@ -244,7 +246,7 @@ def run_steerbench(model_dir: Path, steps: int, threads: int, fast: bool, job: s
             "method.clip_low=0.2",
             "method.clip_high=0.2",
             "method.loss_agg_mode=token-mean",
-            *(FAST if fast else ()),
+            *(REFERENCE if reference else ()),
         ]
     )
     torch.set_num_threads(threads)
@@ -318,7 +320,7 @@ def main() -> None:
             run_trl(args.model_dir, args.steps, args.job)
             if args.side == "trl"
             else run_steerbench(
-                args.model_dir, args.steps, args.threads, args.side == "steerbench-fast", args.job
+                args.model_dir, args.steps, args.threads, args.side == "steerbench-reference", args.job
             )
         )
         print(json.dumps(result))
@@ -349,7 +351,7 @@ def main() -> None:
             results[side]["tokens"] += got["tokens"]
             results[side]["other"].append(load.share or 0.0)
             print(
-                f"pair {pair + 1} {side:17s}: median {statistics.median(got['step_s']):.3f} s/step, "
+                f"pair {pair + 1} {side:20s}: median {statistics.median(got['step_s']):.3f} s/step, "
                 f"{describe(load.share)}",
                 flush=True,
             )
@@ -367,11 +369,11 @@ def main() -> None:
         gflop = job_gflop(weights, job, prompt_len, new_tokens, rows)
         executed = (
             job_gflop(weights, job, prompt_len, new_tokens, job.prompts)
-            if side == "steerbench-fast"
+            if side == "steerbench"  # shared prompts
             else gflop
         )
         print(
-            f"{side:17s}: {med:.3f} s/step median (min {min(r['step_s']):.3f}), {toks:.0f} completion "
+            f"{side:20s}: {med:.3f} s/step median (min {min(r['step_s']):.3f}), {toks:.0f} completion "
             f"tokens/step; the job's {gflop:.2f} GFLOP/step: {100 * gflop / med / peak:.0f}% of the matmul "
             f"peak; executed {executed:.2f} GFLOP/step: {100 * executed / med / peak:.0f}%; other processes "
             f"{100 * max(r['other']):.0f}% CPU at most"

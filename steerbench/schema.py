@@ -94,8 +94,8 @@ class TrainerConfig:
     pass_k: int = knob(8, 1)  # k of val/pass@k (k samples per validation prompt)
     checkpoint_every: int = knob(10, 1)  # steps between atomic checkpoints (and at the last step)
     threads: int = knob(0, 0, 4096)  # torch threads; 0 = torch's default
-    share_prompts: bool = False  # embedded: score each group's prompt once (faster; equal to rounding only)
-    fused_adamw: bool = False  # embedded: torch's fused AdamW kernel (faster; equal to rounding only)
+    share_prompts: bool = True  # embedded: score each group's prompt once; false: each row alone (reference)
+    fused_adamw: bool = True  # embedded: torch's fused AdamW kernel; false: its for-each one (reference)
     omega_every: int = knob(0, 0)  # Ω-validation statistics every K steps; 0 = off
     omega_lr: float = positive(1.0e-3)  # SGD step size of that measurement
     wandb: bool = False  # also log to Weights & Biases
@@ -104,7 +104,9 @@ class TrainerConfig:
 
 # Knobs added after runs were stored, each with the value that reproduces those runs: a stored config
 # without the key reads as having it (`runstore.RunStore.prepare`), so `run` and `grid` still find a
-# finished run, or resume a partial one, written before the knob existed.
+# finished run, or resume a partial one, written before the knob existed. That value need not be the
+# default: runs stored before share_prompts and fused_adamw ran the reference path (both false), so the
+# default config (the fast path) refuses their folders, naming both knobs; pass both false to reach them.
 ADDED_KNOBS: dict[tuple[str, str], Any] = {
     ("trainer", "share_prompts"): False,
     ("trainer", "fused_adamw"): False,

@@ -240,11 +240,21 @@ def test_grid_takes_the_verl_backend_flags_and_checks_its_inputs_before_any_cell
     train.touch(), val.touch(), model.mkdir()
     flags = ["--backend", "verl", "--model", str(model), "--train-data", str(train)]
     res = invoke(
-        "grid", "paper", *flags, "--val-data", str(val), "--dry-run", "--json", "--out", str(tmp_path)
+        "grid",
+        "paper",
+        *flags,
+        "--seeds",
+        "0",
+        "--val-data",
+        str(val),
+        "--dry-run",
+        "--json",
+        "--out",
+        str(tmp_path),
     )
     assert res.code == 0, res.stderr
     cells = json.loads(res.stdout)["cells"]
-    assert len(cells) == 120
+    assert len(cells) == 10 * 3 - 5  # one seed of the preset, its five repeated runs left out
     assert all({"backend=verl", f"verl.train_files={train}"} <= set(c["overrides"]) for c in cells)
     missing = invoke("grid", "paper", *flags, "--dry-run", "--out", str(tmp_path))
     assert missing.code == 2 and "--val-data" in missing.stdout + missing.stderr

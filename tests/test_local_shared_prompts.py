@@ -1,6 +1,6 @@
 """Shared prompts: the sampler's prefill runs each distinct prompt once (bit for bit the per-row prefill),
-and `trainer.share_prompts` scores each distinct prompt once (equal to float rounding; its trainer step and
-reproducibility are tested with the other opt-in speed-ups in test_local_trainer.py)."""
+and `trainer.share_prompts` (on by default) scores each distinct prompt once (equal to float rounding; its
+trainer step and reproducibility are tested with the other default speed-up in test_local_trainer.py)."""
 
 from __future__ import annotations
 

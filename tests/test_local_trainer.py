@@ -11,6 +11,9 @@ from steerbench.config import compose
 from steerbench.execute import execute, run_dir_name
 from steerbench.local.trainer import build_policy, build_task, init_state, rl_step
 
+# the reference path (each row scored alone, torch's for-each AdamW): the default equals it to rounding only
+REFERENCE = ["trainer.share_prompts=false", "trainer.fused_adamw=false"]
+
 
 def test_run_store_has_every_file_and_stable_metric_keys(tmp_path):
     cfg = compose([*TINY, "method=steer", "method.lambda_min=0.5"])
@@ -59,9 +62,9 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
     assert a != c
 
 
-@pytest.mark.parametrize("fast", [None, "trainer.share_prompts=true", "trainer.fused_adamw=true"])
-def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, fast):
-    overrides = [*TINY, "trainer.steps=16", "method=pos_adv_reweight", *([fast] if fast else [])]
+@pytest.mark.parametrize("path", [[], REFERENCE], ids=["default", "reference"])
+def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, path):
+    overrides = [*TINY, "trainer.steps=16", "method=pos_adv_reweight", *path]
     reference = tmp_path / "reference"
     execute(compose(overrides), reference)
     out = tmp_path / "killed"
@@ -121,7 +124,7 @@ def test_a_run_stored_before_a_knob_was_added_is_still_the_same_run(tmp_path):
     from steerbench.errors import UsageError
     from steerbench.schema import ADDED_KNOBS
 
-    cfg = compose([*TINY, "trainer.steps=2"])
+    cfg = compose([*TINY, "trainer.steps=2", *REFERENCE])  # what ran before the fast knobs existed
     run_dir = tmp_path / run_dir_name(cfg)
     execute(cfg, run_dir)
     stored = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -131,8 +134,9 @@ def test_a_run_stored_before_a_knob_was_added_is_still_the_same_run(tmp_path):
     before = (run_dir / "metrics.jsonl").read_bytes()
     assert execute(cfg, run_dir)["steps"] == 2  # found done, not refused, not retrained
     assert (run_dir / "metrics.jsonl").read_bytes() == before
-    with pytest.raises(UsageError, match="different config.*trainer.fused_adamw"):
-        execute(compose([*TINY, "trainer.steps=2", "trainer.fused_adamw=true"]), run_dir)
+    # the default is the fast path, which that run did not take: another config, named
+    with pytest.raises(UsageError, match="different config.*trainer.fused_adamw, trainer.share_prompts"):
+        execute(compose([*TINY, "trainer.steps=2"]), run_dir)
 
 
 def test_corrupt_checkpoint_fails_the_run_with_a_reason(tmp_path):
@@ -278,28 +282,33 @@ def test_step_zero_evaluation_is_computed_once_per_warm_start_and_reused(tmp_pat
     }
 
 
-FAST_KNOBS = ("trainer.share_prompts", "trainer.fused_adamw")  # opt-in speed-ups equal to rounding only
+# the default speed-ups, each alone and together (the default), against REFERENCE: equal to rounding only
+FAST = {
+    "share_prompts": ["trainer.share_prompts=true", "trainer.fused_adamw=false"],
+    "fused_adamw": ["trainer.share_prompts=false", "trainer.fused_adamw=true"],
+    "default": [],
+}
 
 
-@pytest.mark.parametrize("knob", FAST_KNOBS)
-def test_a_fast_knob_samples_the_same_rollout_and_takes_the_same_update_to_rounding(knob) -> None:
+@pytest.mark.parametrize("fast", FAST.values(), ids=FAST.keys())
+def test_a_fast_knob_samples_the_same_rollout_and_takes_the_same_update_to_rounding(fast) -> None:
     steps = []
-    for on in (False, True):
-        cfg = compose([*TINY, f"{knob}={on}", "trainer.minibatches=1"])
+    for path in (REFERENCE, fast):
+        cfg = compose([*TINY, *path, "trainer.minibatches=1"])
         task = build_task(cfg)
         state = init_state(cfg, build_policy(cfg, task))
         row = rl_step(cfg, task, state)
         steps.append((row, [p.detach().clone() for p in state.policy.parameters()]))
-    (row_off, params_off), (row_on, params_on) = steps
-    assert row_on["acc/train"] == row_off["acc/train"] and row_on["entropy/mean"] == row_off["entropy/mean"]
-    assert row_on["loss/total"] == pytest.approx(row_off["loss/total"], abs=1e-6)
-    for off, on in zip(params_off, params_on, strict=True):
-        torch.testing.assert_close(on, off, atol=1e-6, rtol=0)
+    (ref, ref_params), (got, got_params) = steps
+    assert got["acc/train"] == ref["acc/train"] and got["entropy/mean"] == ref["entropy/mean"]
+    assert got["loss/total"] == pytest.approx(ref["loss/total"], abs=1e-6)
+    for ref_param, got_param in zip(ref_params, got_params, strict=True):
+        torch.testing.assert_close(got_param, ref_param, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("knob", FAST_KNOBS)
-def test_a_fast_knob_run_is_bit_reproducible(tmp_path, knob) -> None:
-    overrides = [*TINY, f"{knob}=true", "trainer.steps=4"]
+@pytest.mark.parametrize("fast", FAST.values(), ids=FAST.keys())
+def test_a_fast_knob_run_is_bit_reproducible(tmp_path, fast) -> None:
+    overrides = [*TINY, *fast, "trainer.steps=4"]
     for name in ("a", "b"):
         execute(compose(overrides), tmp_path / name)
     assert metrics_without_timing(tmp_path / "a") == metrics_without_timing(tmp_path / "b")
