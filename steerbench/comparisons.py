@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 CONTROL = "grpo"  # every method is compared with the grpo run of its own config
+# how a comparison is tested (analysis.compare.inference): paired by seed, or two samples of runs whose control
+# cell may hold more seeds than the method (a shared control, Dunnett's allocation); a grid's design.test
+TESTS = ("paired", "welch")
 BOOKKEEPING = (
     "trainer.seed",
     "trainer.threads",

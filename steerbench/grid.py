@@ -39,7 +39,7 @@ import yaml
 
 from steerbench import cell_launchers
 from steerbench.cell_launchers import CellResult
-from steerbench.comparisons import CONTROL, flatten, same_config
+from steerbench.comparisons import CONTROL, TESTS, flatten, same_config
 from steerbench.config import compose, to_dict
 from steerbench.errors import UsageError
 from steerbench.execute import run_dir_name
@@ -47,8 +47,8 @@ from steerbench.runstore import atomic_write_json, ensure_writable, variant_of
 from steerbench.verl.launch import check_inputs
 
 GRID_KEYS = (
-    "name", "description", "methods", "scenarios", "seeds", "steps", "overrides", "method_overrides", "exclude",
-    "design",
+    "name", "description", "methods", "scenarios", "seeds", "method_seeds", "steps", "overrides",
+    "method_overrides", "exclude", "design",
 )  # fmt: skip
 # what a grid may declare as the primary endpoint of its family (compare's per-run statistics)
 ENDPOINTS = ("final_passk", "final_pass1", "final_entropy")
@@ -64,6 +64,8 @@ class GridSpec:
     methods: list[str] = field(default_factory=list)
     scenarios: list[str] = field(default_factory=lambda: ["standard"])
     seeds: list[int] = field(default_factory=lambda: [0])
+    # a method's own seeds in place of ``seeds`` (the shared grpo control given more seeds than each method)
+    method_seeds: dict[str, list[int]] = field(default_factory=dict)
     steps: int | None = None
     overrides: dict[str, list[str]] = field(default_factory=dict)
     # one method's own knobs (a dose sweep of kl's β beside grpo): method → {key: values}
@@ -79,7 +81,11 @@ class GridSpec:
         rec = asdict(self)
         rec.pop("description")
         rec.pop("design")
-        for key in ("exclude", "method_overrides"):  # absent, as in grids recorded before the key existed
+        for key in (
+            "exclude",
+            "method_overrides",
+            "method_seeds",
+        ):  # absent, as in grids recorded before the key existed
             if not rec[key]:
                 rec.pop(key)
         rec["overrides"] = {k: list(v) for k, v in sorted(self.overrides.items())}
@@ -220,6 +226,7 @@ def load_grid_yaml(path: Path) -> GridSpec:
         methods=_str_list("methods", raw.get("methods")),
         scenarios=_str_list("scenarios", raw.get("scenarios", ["standard"])),
         seeds=_seeds(raw.get("seeds", [0])),
+        method_seeds=_method_seeds(path, raw.get("method_seeds")),
         steps=_steps(raw.get("steps")),
         overrides={str(k): _str_list(f"override {k}", v) for k, v in overrides.items()},
         method_overrides=_method_overrides(path, raw.get("method_overrides")),
@@ -239,15 +246,29 @@ def _method_overrides(path: Path, raw: Any) -> dict[str, dict[str, list[str]]]:
     return {str(m): {str(k): _str_list(f"override {k}", v) for k, v in kv.items()} for m, kv in raw.items()}
 
 
-def _design(path: Path, raw: Any) -> dict[str, Any]:
-    """``design: {primary: <endpoint>, pilot: {<endpoint>: {sd: >0, effect: number}}, source: text}``."""
+def _method_seeds(path: Path, raw: Any) -> dict[str, list[int]]:
     if raw is None:
         return {}
-    if not isinstance(raw, dict) or set(raw) - {"primary", "pilot", "source"}:
-        raise UsageError(f"grid file {path}: design must be a mapping with keys primary, pilot, source")
+    if not isinstance(raw, dict):
+        raise UsageError(
+            f"grid file {path}: method_seeds must map a method to its seeds, e.g. {{grpo: [0, 1, 2]}}"
+        )
+    return {str(m): _seeds(v) for m, v in raw.items()}
+
+
+def _design(path: Path, raw: Any) -> dict[str, Any]:
+    """``design: {primary: <endpoint>, test: paired | welch, pilot: {<endpoint>: {sd: >0, effect: number}},
+    source: text}``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or set(raw) - {"primary", "test", "pilot", "source"}:
+        raise UsageError(f"grid file {path}: design must be a mapping with keys primary, test, pilot, source")
     primary = raw.get("primary", ENDPOINTS[0])
     if primary not in ENDPOINTS:
         raise UsageError(f"grid file {path}: design.primary {primary!r} is not one of {', '.join(ENDPOINTS)}")
+    test = raw.get("test", TESTS[0])
+    if test not in TESTS:
+        raise UsageError(f"grid file {path}: design.test {test!r} is not one of {', '.join(TESTS)}")
     pilot = raw.get("pilot") or {}
     for endpoint, entry in pilot.items():
         ok = endpoint in ENDPOINTS and isinstance(entry, dict) and set(entry) == {"sd", "effect"}
@@ -256,7 +277,7 @@ def _design(path: Path, raw: Any) -> dict[str, Any]:
                 f"grid file {path}: design.pilot.{endpoint} must be {{sd: > 0, effect: number}} "
                 f"for an endpoint of {', '.join(ENDPOINTS)}"
             )
-    return {"primary": primary, "pilot": pilot, "source": str(raw.get("source", ""))}
+    return {"primary": primary, "test": test, "pilot": pilot, "source": str(raw.get("source", ""))}
 
 
 def _steps(value: Any) -> int | None:
@@ -290,8 +311,8 @@ def build_spec(
         spec.methods = _str_list("methods", methods)
     if scenarios is not None:
         spec.scenarios = _str_list("scenarios", scenarios)
-    if seeds is not None:
-        spec.seeds = _seeds(seeds)
+    if seeds is not None:  # every method on these seeds
+        spec.seeds, spec.method_seeds = _seeds(seeds), {}
     if steps is not None:
         spec.steps = _steps(steps)
     if exclude is not None:
@@ -308,11 +329,10 @@ def build_spec(
         raise UsageError("the grid has no methods: give --methods a,b or a grid file with methods: [...]")
     if not spec.scenarios or not spec.seeds:
         raise UsageError("the grid is empty: it needs at least one scenario and one seed")
-    for method in spec.method_overrides:
-        if method not in spec.methods:
-            raise UsageError(
-                f"grid method_overrides names {method!r}, which is not one of the grid's methods"
-            )
+    for key, named in (("method_overrides", spec.method_overrides), ("method_seeds", spec.method_seeds)):
+        for method in named:
+            if method not in spec.methods:
+                raise UsageError(f"grid {key} names {method!r}, which is not one of the grid's methods")
     for pair in spec.exclude:
         method, _, scenario = pair.partition("/")
         if method not in spec.methods or scenario not in spec.scenarios:
@@ -392,6 +412,7 @@ def family(spec: GridSpec, cells: Sequence[Cell]) -> dict[str, Any]:
     return {
         "name": f"{spec.name}: {primary}",
         "primary": primary,
+        "test": spec.design.get("test", TESTS[0]),
         "size": len(members),
         "members": members,
         "degenerate": degenerate,
@@ -405,8 +426,9 @@ def _combinations(spec: GridSpec):
         merged = {**spec.overrides, **spec.method_overrides.get(method, {})}
         fixed = [f"{k}={v[0]}" for k, v in sorted(merged.items()) if len(v) == 1]
         swept = sorted((k, v) for k, v in merged.items() if len(v) > 1)
+        seeds = spec.method_seeds.get(method, spec.seeds)
         for scenario, combo, seed in itertools.product(
-            spec.scenarios, itertools.product(*[v for _, v in swept]), spec.seeds
+            spec.scenarios, itertools.product(*[v for _, v in swept]), seeds
         ):
             sweep = [f"{k}={v}" for (k, _), v in zip(swept, combo, strict=True)]
             yield method, scenario, fixed, sweep, seed
@@ -417,7 +439,16 @@ def manifest(spec: GridSpec, cells: Sequence[Cell]) -> dict[str, Any]:
         "grid": spec.record(),
         "description": spec.description,
         "cells": {c.name: list(c.overrides) for c in cells},
-        "design": {**spec.design, "family": family(spec, cells), "seeds": list(spec.seeds)},
+        "design": {
+            **spec.design,
+            "family": family(spec, cells),
+            "seeds": list(spec.seeds),
+            **(
+                {"method_seeds": {m: list(v) for m, v in spec.method_seeds.items()}}
+                if spec.method_seeds
+                else {}
+            ),
+        },
     }
 
 

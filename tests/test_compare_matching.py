@@ -196,3 +196,35 @@ def test_markdown_and_html_carry_the_same_content(tmp_path):
     md_blocks = [line.lstrip("#- ").strip("*") for line in md if line and not line.startswith(("|", "!["))]
     assert md_blocks == parser.blocks
     assert len(md_cells) > 100 and any("Verdict" in b for b in md_blocks)
+
+
+def test_a_welch_family_tests_each_method_against_all_of_its_shared_controls_runs(tmp_path):
+    """A grid that declares ``design.test: welch`` and gives grpo more seeds: each method's runs against every
+    grpo run of its scenario, Welch's t and interval as scipy computes them, the design line saying so."""
+    import json
+
+    root = tmp_path / "runs"
+    paper_like_grid(root)
+    extra = {3: (0.21, 0.47), 4: (0.19, 0.52)}  # grpo seeds 3 and 4 in standard: (final entropy, pass@k)
+    for seed, (h, pk) in extra.items():
+        write_run(root, "grpo", "standard", seed, [1.0, 0.6, h], pass1={3: pk - 0.2}, passk={3: pk})
+    family = {"name": "shared: final_passk", "primary": "final_passk", "size": 3, "test": "welch"}
+    (root / "grid.json").write_text(json.dumps({"design": {"family": family}}))
+    result = write_report(load_runs([root]), tmp_path / "rep")
+    v = result["verdicts"].set_index(["scenario", "method", "variant"])
+    grpo = {
+        "final_entropy": [*FINAL_H[("grpo", "standard")], *(h for h, _ in extra.values())],
+        "final_passk": [*PASSK[("grpo", "standard")], *(pk for _, pk in extra.values())],
+    }
+    row = v.loc[("standard", "steer", "")]
+    assert (v["test"] == "welch").all()
+    for stat, table in (("final_entropy", FINAL_H), ("final_passk", PASSK)):
+        ref = st.ttest_ind(table[("steer", "standard")], grpo[stat], equal_var=False)
+        ci = ref.confidence_interval(0.95)
+        assert row[f"{stat}_n"] == 3 and row[f"{stat}_n_control"] == 5
+        assert row[f"{stat}_p"] == pytest.approx(ref.pvalue)
+        assert (row[f"{stat}_diff_low"], row[f"{stat}_diff_high"]) == pytest.approx((ci.low, ci.high))
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Welch's t over runs" in md and "3 seeds per method, 3–5 per grpo control" in md
+    text = "\n".join(result["findings"])
+    assert "[standard] steer − grpo over 3 runs against 5:" in text

@@ -212,7 +212,7 @@ def test_findings_give_the_collapse_and_the_paired_effects_in_numbers(tmp_path):
         clear = holm[scen] < 0.05
         assert (expect + "clearly higher") in text if clear else (expect + "not clearly different") in text
     # extreme: steer and grpo log the same pass@1 in every seed; no spread is said, not tested
-    assert "pass@1 0 in every paired seed; pass@k 0 in every paired seed." in text
+    assert "pass@1 0 in every seed; pass@k 0 in every seed." in text
     assert "steer's per-step |ΔH| 90th percentile" in text and "narrower band than every other" in text
     assert "ε_low=0.99" not in text  # clipping is read from configs, never written into a sentence
     md = (tmp_path / "report" / "report.md").read_text()

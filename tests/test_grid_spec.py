@@ -12,7 +12,15 @@ from typer.testing import CliRunner
 from steerbench.analysis.compare.runs import METHOD_ORDER
 from steerbench.cli import app
 from steerbench.errors import UsageError
-from steerbench.grid import GridSpec, build_spec, check_manifest, parse_overrides, plan, preset_names
+from steerbench.grid import (
+    GridSpec,
+    build_spec,
+    check_manifest,
+    manifest,
+    parse_overrides,
+    plan,
+    preset_names,
+)
 
 
 def test_dry_run_lists_the_full_product_with_sweeps(tmp_path):
@@ -59,7 +67,7 @@ def test_dry_run_lists_the_full_product_with_sweeps(tmp_path):
     assert not (tmp_path / "grid").exists()  # a dry run writes nothing
 
 
-def test_paper_preset_is_ten_methods_three_scenarios_eight_seeds_less_the_repeated_runs(tmp_path):
+def test_paper_preset_is_ten_methods_three_scenarios_less_the_repeated_runs(tmp_path):
     assert {"paper", "smoke"} <= set(preset_names())
     spec = build_spec("paper")
     grid_dir, cells = plan(spec, tmp_path)
@@ -73,9 +81,10 @@ def test_paper_preset_is_ten_methods_three_scenarios_eight_seeds_less_the_repeat
         "kl_cov/extreme",
     }
     assert set(spec.exclude) == skipped
-    assert len(cells) == (10 * 3 - len(skipped)) * 8
+    # 8 seeds per method; the shared grpo control 16, the two widest-spreading methods 12 (the design)
+    assert len(cells) == (10 * 3 - len(skipped) - 3 * 3) * 8 + 3 * 16 + 2 * 3 * 12
     assert {(c.scenario, c.seed) for c in cells} == {
-        (s, k) for s in ("standard", "release", "extreme") for k in range(8)
+        (s, k) for s in ("standard", "release", "extreme") for k in range(16)
     }
 
 
@@ -289,7 +298,11 @@ def test_method_overrides_sweep_one_methods_own_knob_only(tmp_path):
         ("{primary: pass1}", "design.primary 'pass1' is not one of final_passk"),
         ("{pilot: {final_passk: {sd: 0, effect: -0.3}}}", "design.pilot.final_passk must be"),
         ("{pilot: {final_passk: {sd: 0.1}}}", "design.pilot.final_passk must be"),
-        ("{primary: final_passk, seeds: 3}", "design must be a mapping with keys primary, pilot, source"),
+        (
+            "{primary: final_passk, seeds: 3}",
+            "design must be a mapping with keys primary, test, pilot, source",
+        ),
+        ("{test: anova}", "design.test 'anova' is not one of paired, welch"),
     ],
 )
 def test_a_malformed_design_is_a_usage_error_naming_the_key(tmp_path, design, message):
@@ -324,3 +337,42 @@ def test_without_the_analysis_extra_the_grid_still_plans_and_names_the_extra(mon
     spec = build_spec("controls")
     print_design(spec, [], Console(file=out, width=200))
     assert "install steerbench[analysis] to see the MDE" in out.getvalue()
+
+
+def test_method_seeds_give_one_method_its_own_seeds_and_the_flag_seeds_override_them(tmp_path):
+    path = tmp_path / "shared.yaml"
+    path.write_text(
+        "name: shared\nmethods: [grpo, kl]\nseeds: [0, 1]\nmethod_seeds:\n  grpo: [0, 1, 2, 3]\n"
+        "overrides:\n  task: add\ndesign: {test: welch}\n"
+    )
+    spec = build_spec(str(path))
+    grid_dir, cells = plan(spec, tmp_path / "out")
+    assert sorted((c.method, c.seed) for c in cells) == [("grpo", s) for s in range(4)] + [
+        ("kl", 0),
+        ("kl", 1),
+    ]
+    record = manifest(spec, cells)
+    assert record["grid"]["method_seeds"] == {"grpo": [0, 1, 2, 3]}
+    assert record["design"]["family"]["test"] == "welch" and record["design"]["method_seeds"] == {
+        "grpo": [0, 1, 2, 3]
+    }
+    flagged = build_spec(str(path), seeds="5")
+    assert {c.seed for c in plan(flagged, tmp_path / "out2")[1]} == {5}
+    path.write_text("name: s\nmethods: [grpo]\nmethod_seeds:\n  kl: [0, 1]\n")
+    with pytest.raises(UsageError, match="method_seeds names 'kl'"):
+        build_spec(str(path))
+    path.write_text("name: s\nmethods: [grpo]\nmethod_seeds: [0, 1]\n")
+    with pytest.raises(UsageError, match="method_seeds must map a method to its seeds"):
+        build_spec(str(path))
+
+
+def test_the_papers_shared_control_holds_more_seeds_than_each_method(tmp_path):
+    spec = build_spec("paper")
+    _, cells = plan(spec, tmp_path)
+    seeds = {}
+    for c in cells:
+        seeds.setdefault((c.method, c.scenario), set()).add(c.seed)
+    assert spec.design["test"] == "welch"
+    assert all(seeds[("grpo", s)] == set(range(16)) for s in ("standard", "release", "extreme"))
+    assert seeds[("w_reinforce", "extreme")] == seeds[("pos_adv_reweight", "release")] == set(range(12))
+    assert seeds[("steer", "standard")] == set(range(8))

@@ -1,24 +1,31 @@
 """The design of a comparison: its unit of analysis, its two sources of variance, and the smallest effect
 it can resolve, stated before the runs.
 
-Unit of analysis. Every run is evaluated on the same fixed held-out prompts (the trainer's ``EVAL_SEED``)
-with the same sampling stream at a given seed, so a method and its grpo control are paired twice: by seed
-(same warm start, same rollout generator) and by prompt. For a statistic and seed s,
+Unit of analysis. Every run is evaluated on the same fixed held-out prompts (the trainer's ``EVAL_SEED``),
+so every run's statistic is a mean over the same J prompts, and a method is compared with its grpo control
+in one of two ways (a grid's ``design.test``):
 
-    D_s = mean_j (x_{m,s,j} − x_{c,s,j}),      Var(D_s) = σ²_train + σ²_eval / J
+- ``paired``: by seed. For seed s, D_s = mean_j (x_{m,s,j} − x_{c,s,j}), Var(D_s) = σ²_train + σ²_eval/J,
+  σ²_train the seed-to-seed variation of training (what a new seed would change), σ²_eval/J the noise of
+  evaluating J prompts with k samples each. The test is the paired t-test over seeds on D_s (df = n − 1);
+  in a balanced design this is the REML mixed-model test with random seed and prompt effects.
+- ``welch``: two samples of runs, each run's mean over the same J prompts, Welch's t (unequal variances,
+  Satterthwaite df). Pairing by seed pays only when two runs of one seed are correlated; on the comparison
+  testbed every seed shares one warm start, and the correlation of a method's and grpo's final pass@64
+  over the paper's 8 seeds averaged ≈ 0.15 (−0.74 to +0.61 over 22 comparisons; the step-1 rollout is
+  all they share). Two samples then lose nothing but gain df, and let the one grpo cell that every method of
+  a scenario is tested against hold more seeds than each method (Dunnett's allocation: √m control runs
+  per method run serve m comparisons), which shrinks every comparison's standard error at once.
 
-σ²_train is the seed-to-seed variation of training (what a new seed would change), σ²_eval / J the noise of
-evaluating J prompts with k samples each (what a new evaluation of the same two policies would change).
-The test is the paired t-test over seeds on D_s (df = n − 1). In a balanced design (every run on the same J
-prompts) this is exactly the REML mixed-model test of the method effect with random seed and prompt
-effects; evaluation noise is never counted as replication, so a verdict holds for new seeds, not only new
-samples. ``variance_components`` splits the observed Var(D_s) into the two parts (the evaluation part
-from the per-prompt records, by the binomial variance of each prompt's k samples), which says whether
-more prompts or more seeds would sharpen a verdict.
+Either way evaluation noise is never counted as replication: a verdict holds for new seeds, not only new
+samples. ``variance_components`` splits the observed variance into the two parts (the evaluation part from
+the per-prompt records, by the binomial variance of each prompt's k samples), which says whether more
+prompts or more seeds would sharpen a verdict.
 
 Planning. The minimal detectable effect (MDE) at 80% power of the family's strictest Holm level α/m, for
-n seeds and a pilot's σ_D (``inference.min_detectable``); ``seeds_for`` is the smallest n whose MDE is at
-most a target (the issue's: one third of grpo's own effect).
+n seeds per method (and a control's seeds, under ``welch``) and a pilot's σ_D, the sd of the difference
+between one method run and one control run (``inference.min_detectable``, ``min_detectable_welch``);
+``seeds_for`` is the smallest n whose MDE is at most a target (the issue's: one third of grpo's own effect).
 
 Intervals. A cell's interval is the t-interval of its seed means, cut to the quantity's range (rates in
 [0, 1], entropies ≥ 0). The percentile bootstrap it replaces stays inside the seeds' own min..max, which
@@ -36,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from steerbench.analysis.compare.inference import finite, min_detectable
+from steerbench.analysis.compare.inference import finite, min_detectable, min_detectable_welch
 from steerbench.analysis.compare.runs import col
 
 ALPHA = 0.05
@@ -91,16 +98,38 @@ def variance_components(diffs: Sequence[float], eval_variances: Sequence[float])
     return Components(len(d), var_d, var_eval, max(0.0, var_d - var_eval) if var_d == var_d else math.nan)
 
 
-def mde(sd_diff: float, seeds: int, family: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The smallest |mean difference| a paired t-test over ``seeds`` detects with ``power`` at Holm's
-    strictest level α/family, given the sd of the paired seed differences."""
-    return min_detectable(sd_diff, seeds, alpha / max(1, family), power)
+def mde(
+    sd_diff: float,
+    seeds: int,
+    family: int,
+    test: str = "paired",
+    control_seeds: int | None = None,
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> float:
+    """The smallest |mean difference| the design's test detects with ``power`` at Holm's strictest level
+    α/family: ``seeds`` runs per method, ``control_seeds`` for its control (``welch``; default ``seeds``),
+    ``sd_diff`` the sd of the difference between one method run and one control run (paired: of a paired
+    seed difference; welch: √2 × each run's sd, the pilot's planning assumption of equal spreads)."""
+    level = alpha / max(1, family)
+    if test == "welch":
+        sd = sd_diff / math.sqrt(2)
+        return min_detectable_welch(sd, seeds, sd, control_seeds or seeds, level, power)
+    return min_detectable(sd_diff, seeds, level, power)
 
 
-def seeds_for(target: float, sd_diff: float, family: int, most: int = 64) -> int | None:
-    """The fewest seeds (≥ 3) whose MDE is ≤ ``target``; None if even ``most`` seeds are not enough."""
+def seeds_for(
+    target: float,
+    sd_diff: float,
+    family: int,
+    test: str = "paired",
+    control_seeds: int | None = None,
+    most: int = 64,
+) -> int | None:
+    """The fewest seeds per method (≥ 3) whose MDE is ≤ ``target`` (a welch control keeps at least as many);
+    None if even ``most`` seeds are not enough."""
     for n in range(3, most + 1):
-        if mde(sd_diff, n, family) <= target:
+        if mde(sd_diff, n, family, test, max(n, control_seeds or n)) <= target:
             return n
     return None
 
@@ -149,12 +178,19 @@ ENDPOINT_NAMES = {
 }
 
 
-def plan_rows(pilot: dict[str, dict[str, float]], seeds: int, family: int) -> list[dict[str, float]]:
-    """Per endpoint of a grid's pilot: the sd of paired seed differences, grpo's own effect, the MDE these
+def plan_rows(
+    pilot: dict[str, dict[str, float]],
+    seeds: int,
+    family: int,
+    test: str = "paired",
+    control_seeds: int | None = None,
+) -> list[dict[str, float]]:
+    """Per endpoint of a grid's pilot: the sd of the difference of two runs, grpo's own effect, the MDE these
     seeds give at the family's strictest level, its ratio to the effect, and the seeds that reach a third."""
     rows = []
     for endpoint, p in pilot.items():
-        size = mde(p["sd"], seeds, family)
+        size = mde(p["sd"], seeds, family, test, control_seeds)
+        third = seeds_for(abs(p["effect"]) / 3, p["sd"], family, test, control_seeds)
         rows.append(
             {
                 "endpoint": endpoint,
@@ -162,21 +198,31 @@ def plan_rows(pilot: dict[str, dict[str, float]], seeds: int, family: int) -> li
                 "effect": p["effect"],
                 "mde": size,
                 "ratio": size / abs(p["effect"]) if p["effect"] else math.inf,
-                "seeds_for_a_third": seeds_for(abs(p["effect"]) / 3, p["sd"], family) or math.nan,
+                "seeds_for_a_third": third or math.nan,
             }
         )
     return rows
 
 
-def plan_lines(declared: dict, seeds: int) -> list[str]:
-    """What ``steerbench grid`` prints before it runs: the family and the MDE of each piloted endpoint."""
+TEST_NAMES = {
+    "paired": "paired t over seeds of prompt-paired differences",
+    "welch": "Welch's t over runs, each run's mean over the same prompts",
+}
+
+
+def plan_lines(declared: dict, seeds: int, control_seeds: int | None = None) -> list[str]:
+    """What ``steerbench grid`` prints before it runs: the family, the test and the MDE of each piloted
+    endpoint for ``seeds`` per method and ``control_seeds`` for the grpo control (default: ``seeds``)."""
     fam = declared.get("family", {})
     size = int(fam.get("size", 0))
+    test = declared.get("test", "paired")
+    control = f", {control_seeds} for the grpo control" if control_seeds and control_seeds != seeds else ""
     lines = [
-        f"design: {seeds} seeds; family “{fam.get('name', '?')}”: {size} tests, Holm at α = {ALPHA}"
+        f"design: {seeds} seeds per method{control}; {TEST_NAMES.get(test, test)}; family "
+        f"“{fam.get('name', '?')}”: {size} tests, Holm at α = {ALPHA}"
         + (f"; degenerate, reported apart: {', '.join(fam['degenerate'])}" if fam.get("degenerate") else "")
     ]
-    for r in plan_rows(declared.get("pilot", {}), seeds, max(1, size)):
+    for r in plan_rows(declared.get("pilot", {}), seeds, max(1, size), test, control_seeds):
         name = ENDPOINT_NAMES.get(r["endpoint"], r["endpoint"])
         lines.append(
             f"  {name}: grpo's effect {r['effect']:+.3f}, MDE ±{r['mde']:.3f} at {int(POWER * 100)}% power "

@@ -48,10 +48,11 @@ def grid_family(runs: Runs) -> Family:
     if not declared:
         return Family()
     primaries = {f["primary"] for f in declared.values()}
-    if len(primaries) > 1:  # grids that disagree on the question share no family: the default applies
+    tests = {f.get("test", "paired") for f in declared.values()}
+    if len(primaries) > 1 or len(tests) > 1:  # grids that disagree on the question or its test: the default
         return Family()
     names = " + ".join(sorted(f["name"] for f in declared.values()))
-    return Family(names, primaries.pop(), sum(int(f["size"]) for f in declared.values()))
+    return Family(names, primaries.pop(), sum(int(f["size"]) for f in declared.values()), tests.pop())
 
 
 def evaluation_shape(runs: Runs) -> tuple[float, float]:
@@ -73,7 +74,8 @@ def last_record(path: Path) -> dict[str, Any] | None:
 
 
 def pass1_train_share(runs: Runs, per_run: pd.DataFrame, v: pd.Series) -> float:
-    """design.variance_components of a comparison's pass@1 differences: their seed-to-seed part's share."""
+    """design.variance_components of a comparison's pass@1: the seed-to-seed part's share of the variance of
+    its paired differences (``paired``), or of each cell's runs, pooled over the two cells (``welch``)."""
 
     def cell(method: str, scenario: str, variant: str) -> pd.DataFrame:
         same = (
@@ -83,17 +85,34 @@ def pass1_train_share(runs: Runs, per_run: pd.DataFrame, v: pd.Series) -> float:
         )
         return per_run[same & (per_run["task"] == v["task"])].set_index("seed")
 
+    def noise(frame: pd.DataFrame, seed: int) -> float:
+        run = frame.at[seed, "run"]
+        rec = last_record(runs.paths[run]) if run in runs.paths else None
+        return design.pass1_eval_variance(rec["correct"], rec["k"]) if rec else math.nan
+
     mine = cell(v["method"], v["scenario"], v["variant"])
     theirs = cell(CONTROL, v["control_scenario"], v["control_variant"])
-    diffs, noise = [], []
+    if v.get("test", "paired") == "welch":
+        parts = [
+            design.variance_components(f["final_pass1"].tolist(), [noise(f, s) for s in f.index])
+            for f in (mine, theirs)
+        ]
+        if any(p.n_seeds < 2 or p.var_eval != p.var_eval for p in parts):
+            return math.nan
+        return design.Components(
+            min(p.n_seeds for p in parts),
+            sum(p.var_d for p in parts) / 2,
+            sum(p.var_eval for p in parts) / 2,
+            sum(p.var_train for p in parts) / 2,
+        ).train_share
+    diffs, noises = [], []
     for seed in sorted(set(mine.index) & set(theirs.index)):
-        names = (mine.at[seed, "run"], theirs.at[seed, "run"])
-        records = [last_record(runs.paths[r]) for r in names if r in runs.paths]
-        if len(records) < 2 or None in records:
+        pair_noise = noise(mine, seed) + noise(theirs, seed)
+        if pair_noise != pair_noise:
             return math.nan
         diffs.append(mine.at[seed, "final_pass1"] - theirs.at[seed, "final_pass1"])
-        noise.append(sum(design.pass1_eval_variance(rec["correct"], rec["k"]) for rec in records))
-    return design.variance_components(diffs, noise).train_share if len(diffs) > 1 else math.nan
+        noises.append(pair_noise)
+    return design.variance_components(diffs, noises).train_share if len(diffs) > 1 else math.nan
 
 
 def _endpoint_label(endpoint: str, k: float) -> str:
@@ -113,7 +132,8 @@ def method_rows(verdicts: pd.DataFrame, prompts: float, k: float, shares: dict) 
                     "task": v["task"], "scenario": v["scenario"], "method": v["method"],
                     "variant": v["variant"], "label": method_label(v["method"], v["variant"]), "kind": "method",
                     "endpoint": endpoint, "endpoint_label": _endpoint_label(endpoint, k), "primary": primary,
-                    "family": v["family"], "family_size": int(v["family_size"]), "seeds": int(v["pairs"]),
+                    "family": v["family"], "family_size": int(v["family_size"]),
+                    "seeds": int(v["pairs"]) if v.get("test", "paired") == "paired" else int(v[f"{endpoint}_n"] or 0),
                     "prompts": prompts, "k": k, "effect": v[f"{endpoint}_diff"],
                     "ci_low": v[f"{endpoint}_diff_low"], "ci_high": v[f"{endpoint}_diff_high"],
                     "p": v[f"{endpoint}_p"], "p_adj": p_adj, "mde": v[f"{endpoint}_mdd"],
@@ -169,8 +189,14 @@ def effects_table(
     return pd.DataFrame(methods + control_rows(controls, prompts, k), columns=COLUMNS)
 
 
-def design_line(effects: pd.DataFrame, seeds: list[int], family: Family) -> str:
-    """The design in one line: seeds, prompts, k, family, test."""
+def _span(counts: list[int]) -> str:
+    return f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+
+
+def design_line(
+    effects: pd.DataFrame, seeds: list[int], family: Family, control_seeds: list[int] | None = None
+) -> str:
+    """The design in one line: seeds (and the control's, under ``welch``), prompts, k, family, test."""
     if effects.empty:
         return ""
     first = effects.iloc[0]
@@ -180,17 +206,24 @@ def design_line(effects: pd.DataFrame, seeds: list[int], family: Family) -> str:
         else "prompts: n/a"
     )
     k = f"k = {int(first['k'])}" if first["k"] == first["k"] else "k: n/a"
-    seed_text = ", ".join(str(s) for s in seeds)
     size = int(effects.loc[effects["kind"] == "method", "family_size"].max() or 0)
     shares = effects["train_share"].dropna()
+    what = "pass@1's variance over runs" if family.test == "welch" else "pass@1's paired differences"
     split = (
-        f" · pass@1's paired differences: {shares.median():.0%} seed-to-seed training variation, the rest "
+        f" · {what}: {shares.median():.0%} seed-to-seed training variation, the rest "
         "evaluation noise (median over comparisons)"
         if len(shares)
         else ""
     )
+    if family.test == "welch":
+        per_method = effects.loc[(effects["kind"] == "method") & effects["primary"], "seeds"]
+        counts = sorted({int(n) for n in per_method}) or [len(seeds)]
+        controls = sorted(control_seeds or [0])
+        seed_text = f"{_span(counts)} seeds per method, {_span(controls)} per grpo control"
+    else:
+        seed_text = f"{len(seeds)} seeds ({', '.join(str(s) for s in seeds)})"
     return (
-        f"Design: {len(seeds)} seeds ({seed_text}) · {prompts}, the same for every run · {k} · family "
+        f"Design: {seed_text} · {prompts}, the same for every run · {k} · family "
         f"“{family.name}”: {size} tests of {_endpoint_label(family.primary, first['k'])}, Holm at α = {ALPHA} · "
-        f"paired t over seeds of prompt-paired differences · MDE at {int(POWER * 100)}% power{split}"
+        f"{design.TEST_NAMES.get(family.test, family.test)} · MDE at {int(POWER * 100)}% power{split}"
     )

@@ -1,6 +1,6 @@
 """Plain sentences, with numbers, answering the questions a comparison is for.
 
-"clearly" appears only where the Holm-corrected paired test separates a method from its matched control
+"clearly" appears only where the Holm-corrected test separates a method from its matched control
 (``matching.separates``); everything else is descriptive and says so.
 """
 
@@ -71,15 +71,18 @@ def _effect(row: pd.Series, stat: str) -> str:
     if separates(row, stat):
         verdict = "clearly " + ("higher" if diff > 0 else "lower")
     elif row[f"{stat}_diff_low"] == row[f"{stat}_diff_high"]:  # the same difference in every seed
-        return f"{name} {fmt_signed(diff)} in every paired seed" + (
-            "" if diff == 0 else ": no spread, no t-test"
-        )
+        return f"{name} {fmt_signed(diff)} in every seed" + ("" if diff == 0 else ": no spread, no t-test")
     elif stat != row.get("primary") or row.get("degenerate"):
         return f"{name} {fmt_signed(diff)} {interval}, p = {fmt(row[f'{stat}_p'])} (secondary, uncorrected)"
     else:
         mdd = row[f"{stat}_mdd"]
         verdict = "not clearly different" + (f" (detectable: ±{fmt(mdd)})" if np.isfinite(mdd) else "")
     return f"{name} {fmt_signed(diff)} {interval}, Holm p = {fmt(p)}: {verdict}"
+
+
+def _runs(row: pd.Series) -> tuple[float, float]:
+    """(method runs, control runs) behind a two-sample test of the primary endpoint."""
+    return row[f"{row['primary']}_n"], row[f"{row['primary']}_n_control"]
 
 
 def against_controls(verdicts: pd.DataFrame, multi_task: bool) -> list[str]:
@@ -98,13 +101,20 @@ def against_controls(verdicts: pd.DataFrame, multi_task: bool) -> list[str]:
                 f"{where} {who}: no matched grpo control; the nearest ({nearest}) differs in {r['differs']}, "
                 "so no test is run."
             )
-        elif r["pairs"] < 2:
+        elif r.get("test") == "welch" and min(_runs(r)) < 2:
+            out.append(f"{where} {who}: fewer than two runs in it or its matched control; no test.")
+        elif r.get("test") != "welch" and r["pairs"] < 2:
             out.append(f"{where} {who}: {r['pairs']} seed shared with its matched control; no paired test.")
         else:
             control = label(CONTROL, r["control_variant"])
             effects = "; ".join(_effect(r, stat) for stat in VERDICT_STATS)
             apart = f" Degenerate ({r['degenerate']}): outside the family." if r.get("degenerate") else ""
-            out.append(f"{where} {who} − {control} over {r['pairs']} paired seeds: {effects}.{apart}")
+            over = (
+                "{:.0f} runs against {:.0f}".format(*_runs(r))
+                if r.get("test") == "welch"
+                else f"{r['pairs']} paired seeds"
+            )
+            out.append(f"{where} {who} − {control} over {over}: {effects}.{apart}")
     return out
 
 

@@ -1,5 +1,5 @@
 """Each method against its matched control: the grpo cell whose config is identical except for the
-method's own knobs, paired by seed.
+method's own knobs, paired by seed or as two samples of runs (the family's ``test``).
 
 A method's own knobs are ``method.name``, the ``method.*`` keys grpo does not have, and the clipping knobs
 that are its mechanism (the registry's ``MethodSpec.own_clipping``: clip_higher's ε_high, clip_cov's
@@ -8,10 +8,12 @@ every other method's clipping — must be equal; bookkeeping keys that cannot ch
 ignored. When no grpo cell matches, the verdict names the nearest one and the keys in which it differs,
 and runs no test.
 
-For a matched pair of cells and a statistic (``VERDICT_STATS``), d = method − control per shared seed:
-mean d with its paired t-interval (clipped to [−1, 1] for rates), the paired t-test's p, the exact
-sign-flip p, Cohen's d_z, and the smallest difference detectable with 80% power at level α/m (Holm's
-strictest step). Only the family's primary endpoint is Holm-corrected, over a family of m tests fixed
+For a matched pair of cells and a statistic (``VERDICT_STATS``), under the ``paired`` test d = method −
+control per shared seed: mean d with its paired t-interval (clipped to [−1, 1] for rates), the paired
+t-test's p, the exact sign-flip p and Cohen's d_z; under ``welch``, the method's runs against all the
+control's runs: the difference of means with Welch's interval, Welch's p, the permutation test's p and
+Cohen's d. Either way the smallest difference detectable with 80% power at level α/m (Holm's strictest
+step), from the spreads these runs show. Only the family's primary endpoint is Holm-corrected, over a family of m tests fixed
 before the runs (``Family``; a grid declares it), degenerate comparisons (``degenerate.py``) left out, so
 the same runs get the same corrected p in every report that holds them.
 """
@@ -27,7 +29,7 @@ import pandas as pd
 from steerbench.analysis.compare import degenerate, inference
 from steerbench.analysis.compare.runs import CELL
 from steerbench.analysis.compare.summary import RATES, sort_cells
-from steerbench.comparisons import BOOKKEEPING, CONTROL, same_config
+from steerbench.comparisons import BOOKKEEPING, CONTROL, TESTS, same_config
 from steerbench.methods import MethodError, get_method
 
 VERDICT_STATS = {"final_entropy": "final entropy", "final_pass1": "pass@1", "final_passk": "pass@k"}
@@ -75,22 +77,62 @@ def _pick_control(key: tuple, cell: pd.DataFrame, controls: dict[tuple, pd.DataF
     return (best[1], best[2]) if best else (None, [])
 
 
+RESULT_KEYS = ("n", "n_control", "diff", "diff_low", "diff_high", "p", "p_exact", "dz", "sd", "sd_control")
+
+
+def _sd(x) -> float:  # type: ignore[no-untyped-def]
+    return float(x.std(ddof=1)) if len(x) > 1 else math.nan
+
+
 def _paired(stat: str, cell: pd.DataFrame, control: pd.DataFrame) -> dict[str, float]:
     both = cell.set_index("seed")[stat].to_frame("m").join(control.set_index("seed")[stat].to_frame("c"))
     d = (both["m"] - both["c"]).dropna().to_numpy(dtype=float)
     p, lo, hi = inference.paired_t(d)
-    if stat in RATES:  # a difference of two rates lies in [−1, 1]
-        lo, hi = max(lo, -1.0), min(hi, 1.0)
     return {
         "n": len(d),
+        "n_control": len(d),
         "diff": float(d.mean()) if len(d) else math.nan,
         "diff_low": lo,
         "diff_high": hi,
         "p": p,
         "p_exact": inference.sign_flip_p(d),
         "dz": inference.cohens_dz(d),
-        "sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
+        "sd": _sd(d),  # of the paired differences
+        "sd_control": math.nan,
     }
+
+
+def _welch(stat: str, cell: pd.DataFrame, control: pd.DataFrame) -> dict[str, float]:
+    x, c = inference.finite(cell[stat].tolist()), inference.finite(control[stat].tolist())
+    p, lo, hi = inference.welch_t(x, c)
+    return {
+        "n": len(x),
+        "n_control": len(c),
+        "diff": float(x.mean() - c.mean()) if len(x) and len(c) else math.nan,
+        "diff_low": lo,
+        "diff_high": hi,
+        "p": p,
+        "p_exact": inference.permutation_p(x, c),
+        "dz": inference.cohens_d(x, c),
+        "sd": _sd(x),  # of the method's runs
+        "sd_control": _sd(c),
+    }
+
+
+def compare_cells(stat: str, cell: pd.DataFrame, control: pd.DataFrame, test: str) -> dict[str, float]:
+    """The ``RESULT_KEYS`` of one statistic: a method's cell against its control under ``test``."""
+    res = (_welch if test == "welch" else _paired)(stat, cell, control)
+    if stat in RATES:  # a difference of two rates lies in [−1, 1]
+        res["diff_low"], res["diff_high"] = max(res["diff_low"], -1.0), min(res["diff_high"], 1.0)
+    return res
+
+
+def detectable(res: dict[str, float], test: str, alpha: float, power: float = POWER) -> float:
+    """The smallest difference the comparison's test detects with ``power`` at level α, from its spreads."""
+    n, n_control = int(res.get("n", 0) or 0), int(res.get("n_control", 0) or 0)
+    if test == "welch":
+        return inference.min_detectable_welch(res["sd"], n, res["sd_control"], n_control, alpha, power)
+    return inference.min_detectable(res.get("sd", math.nan), n, alpha, power)
 
 
 @dataclass(frozen=True)
@@ -102,6 +144,7 @@ class Family:
     name: str = "the comparisons present"
     primary: str = "final_passk"
     size: int | None = None
+    test: str = TESTS[0]  # paired by seed, or two samples of runs (Welch)
 
 
 def _degenerate(key: tuple, cell: pd.DataFrame, cells: dict, ck: tuple | None, configs, prints) -> str:
@@ -127,9 +170,10 @@ def verdicts(
     prints: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per non-grpo cell: its control (``control_variant``, ``matched``, ``differs``), ``pairs``,
-    ``degenerate`` (a reason, or ""), and for each statistic s of ``VERDICT_STATS``: ``s_n`` (pairs with both
-    values), ``s_diff``, ``s_diff_low``, ``s_diff_high``, ``s_p``, ``s_p_exact``, ``s_dz``, ``s_mdd`` (NaN where
-    no matched control or < 2 pairs) and ``s_p_holm``: Holm over the family, for the primary endpoint of a
+    ``degenerate`` (a reason, or ""), and for each statistic s of ``VERDICT_STATS``: ``s_n`` (paired: pairs with
+    both values; welch: the method's runs) and ``s_n_control``, ``s_diff``, ``s_diff_low``, ``s_diff_high``,
+    ``s_p``, ``s_p_exact``, ``s_dz``, ``s_sd``, ``s_sd_control``, ``s_mdd`` (NaN where no matched control or
+    < 2 runs) and ``s_p_holm``: Holm over the family, for the primary endpoint of a
     non-degenerate comparison only (NaN otherwise). ``prints``: run → ``degenerate.fingerprints``."""
     family = family or Family()
     cells = {key: df for key, df in sort_cells(per_run).groupby(CELL, sort=False)}
@@ -147,8 +191,8 @@ def verdicts(
         row["pairs"] = len(set(cell["seed"]) & set(controls[ck]["seed"])) if ck else 0
         row["degenerate"] = _degenerate(key, cell, cells, ck, configs, prints or {}) if row["matched"] else ""
         for stat in VERDICT_STATS:
-            res = _paired(stat, cell, controls[ck]) if row["matched"] else {}
-            for k in ("n", "diff", "diff_low", "diff_high", "p", "p_exact", "dz", "sd"):
+            res = compare_cells(stat, cell, controls[ck], family.test) if row["matched"] else {}
+            for k in RESULT_KEYS:
                 row[f"{stat}_{k}"] = res.get(k, math.nan)
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -159,13 +203,14 @@ def verdicts(
     for stat in VERDICT_STATS:
         out[f"{stat}_p_holm"] = math.nan
         out[f"{stat}_mdd"] = [
-            inference.min_detectable(sd, n, ALPHA / size, POWER)
-            for sd, n in zip(out[f"{stat}_sd"], out[f"{stat}_n"].fillna(0).astype(int), strict=True)
+            detectable({k: r[f"{stat}_{k}"] for k in RESULT_KEYS}, family.test, ALPHA / size)
+            for _, r in out.fillna({f"{stat}_n": 0, f"{stat}_n_control": 0}).iterrows()
         ]
     out.loc[tested, f"{family.primary}_p_holm"] = holm_of_family(out.loc[tested, f"{family.primary}_p"], size)
     out["family"] = family.name
     out["family_size"] = size
     out["primary"] = family.primary
+    out["test"] = family.test
     return sort_cells(out)
 
 

@@ -33,7 +33,7 @@ from steerbench.analysis.compare.render import (
     to_html,
     to_markdown,
 )
-from steerbench.analysis.compare.runs import Runs, finished_only
+from steerbench.analysis.compare.runs import CELL, Runs, finished_only
 from steerbench.analysis.compare.summary import STATS, cell_summary, run_stats
 
 KEY_FIGURES = ("entropy_vs_step.png", "accuracy_vs_step.png")
@@ -76,10 +76,25 @@ def _separation(r: pd.Series) -> str:
     return "✔ " + ", ".join(marks) if marks else "—"
 
 
+def _welch(v: pd.DataFrame) -> bool:
+    return bool(len(v)) and v["test"].iloc[0] == "welch"
+
+
+def _runs_column(v: pd.DataFrame) -> tuple[str, pd.Series]:
+    """("paired seeds", pairs), or under welch ("runs (method/grpo)", n/n of the primary endpoint)."""
+    if not _welch(v):
+        return "paired seeds", v["pairs"].astype(str)
+    primary = v["primary"].iloc[0]
+    return "runs (method/grpo)", v.apply(
+        lambda r: f"{r[f'{primary}_n']:.0f}/{r[f'{primary}_n_control']:.0f}" if r["matched"] else "0", axis=1
+    )
+
+
 def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
     cols = _cell_columns(v)
     cols["matched control"] = v.apply(_control, axis=1)
-    cols["paired seeds"] = v["pairs"].astype(str)
+    name, counts = _runs_column(v)
+    cols[name] = counts
     for stat, name in VERDICT_STATS.items():
         cols[f"Δ {name} [95% CI]"] = [
             _interval(r[f"{stat}_diff"], r[f"{stat}_diff_low"], r[f"{stat}_diff_high"], signed=True)
@@ -93,16 +108,20 @@ def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
 def resolution_table(v: pd.DataFrame) -> pd.DataFrame:
     m = v[v["matched"]]
     cols = _cell_columns(m)
-    cols["paired seeds"] = m["pairs"].astype(str)
+    runs_name, counts = _runs_column(m)
+    cols[runs_name] = counts
     for stat, name in VERDICT_STATS.items():
         cols[f"detectable Δ {name}"] = [fmt(x) for x in m[f"{stat}_mdd"]]
-    cols["lowest possible sign-flip p"] = [fmt(2.0 / 2**n) if n else "n/a" for n in m["pairs"]]
+    if not _welch(m):
+        cols["lowest possible sign-flip p"] = [fmt(2.0 / 2**n) if n else "n/a" for n in m["pairs"]]
     return pd.DataFrame(cols)
 
 
 def differences_table(v: pd.DataFrame) -> pd.DataFrame:
     rows = []
     where = _cell_columns(v)
+    welch = _welch(v)
+    test, exact, size = ("Welch t", "permutation", "d") if welch else ("paired t", "sign-flip", "d_z")
     for _, r in v[v["matched"]].iterrows():
         for stat, name in VERDICT_STATS.items():
             rows.append(
@@ -110,14 +129,18 @@ def differences_table(v: pd.DataFrame) -> pd.DataFrame:
                     **{k: s[r.name] for k, s in where.items()},
                     "control": label(CONTROL, r["control_variant"]),
                     "statistic": name,
-                    "pairs": str(int(r[f"{stat}_n"])),
+                    "runs (method/grpo)" if welch else "pairs": (
+                        f"{r[f'{stat}_n']:.0f}/{r[f'{stat}_n_control']:.0f}"
+                        if welch
+                        else str(int(r[f"{stat}_n"]))
+                    ),
                     "Δ mean [95% CI]": _interval(
                         r[f"{stat}_diff"], r[f"{stat}_diff_low"], r[f"{stat}_diff_high"], signed=True
                     ),
-                    "p (paired t)": fmt(r[f"{stat}_p"]),
-                    "p (sign-flip)": fmt(r[f"{stat}_p_exact"]),
+                    f"p ({test})": fmt(r[f"{stat}_p"]),
+                    f"p ({exact})": fmt(r[f"{stat}_p_exact"]),
                     "p (Holm)": fmt(r[f"{stat}_p_holm"]),
-                    "d_z": fmt(r[f"{stat}_dz"]),
+                    size: fmt(r[f"{stat}_dz"]),
                     "detectable Δ": fmt(r[f"{stat}_mdd"]),
                 }
             )
@@ -152,19 +175,39 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
 
 def method_note(v: pd.DataFrame) -> str:
     primary, size, name = v["primary"].iloc[0], int(v["family_size"].iloc[0]), v["family"].iloc[0]
+    if _welch(v):
+        how = (
+            "as two samples of runs: every run is evaluated on the same held-out prompts, and the method's runs "
+            "are compared with all of its control's (one grpo cell per scenario serves every method there, so "
+            "it holds more seeds). Δ = method mean − control mean; 95% Welch interval; p from Welch's t-test "
+            "(unequal variances); the permutation test's p beside it; d: Cohen's d with the pooled sd. "
+        )
+        test, spread = "Welch's t-test", "the spreads of both cells' runs"
+    else:
+        how = (
+            "paired by seed (and by prompt: every run is evaluated on the same held-out prompts). "
+            "Δ = method − control per paired seed; 95% paired t-interval; p from the paired t-test. "
+        )
+        test, spread = "the paired t-test", "the spread of the paired differences"
+    floor = (
+        ""
+        if _welch(v)
+        else "The exact sign-flip test cannot go below 2/2ⁿ with n paired seeds (0.25 with 3). "
+    )
     return (
         "Each method is compared with its matched control: the grpo cell whose config is identical except the "
         "method's own knobs (clip_higher's ε_high and clip_cov's clipping are their mechanism, so theirs), "
-        "paired by seed (and by prompt: every run is evaluated on the same held-out prompts). "
-        "Δ = method − control per paired seed; 95% paired t-interval; p from the paired t-test. "
-        f"One primary endpoint, {VERDICT_STATS[primary]}, is tested in the family “{name}” of {size} "
+        + how
+        + f"One primary endpoint, {VERDICT_STATS[primary]}, is tested in the family “{name}” of {size} "
         f"comparisons, fixed before the runs, Holm-corrected; ✔ marks a corrected p < {ALPHA:g} on it, and "
         "only those are called clear. The other endpoints are secondary: interval and uncorrected p, no "
         "verdict. A degenerate comparison (its control's config, or runs identical to another cell's) is "
-        f"named once and left out of the family. Detectable Δ: the smallest true difference the paired t-test "
-        f"would find with {POWER:.0%} power at level {ALPHA:g}/{size} (Holm's strictest step), given the "
-        "spread of the paired differences. The exact sign-flip test cannot go below 2/2ⁿ with n paired seeds "
-        "(0.25 with 3). Cell intervals in the full table: 95% t-interval over seeds, cut to the quantity's "
+        f"named once and left out of the family. Detectable Δ: the smallest true difference {test} "
+        f"would find with {POWER:.0%} power at level {ALPHA:g}/{size} (Holm's strictest step), given "
+        + spread
+        + ". "
+        + floor
+        + "Cell intervals in the full table: 95% t-interval over seeds, cut to the quantity's "
         "range (coverage simulated in tests/test_compare_design.py)."
     )
 
@@ -288,7 +331,13 @@ def _verdict(runs: Runs, frame: pd.DataFrame, per_run: pd.DataFrame) -> tuple:
     control_results = evaluate_controls(frame, runs.configs)
     effects = effects_table(v, control_results, runs, per_run)
     seeds = sorted(int(s) for s in per_run["seed"].unique())
-    return v, control_results, effects, design_line_of(effects, seeds, family)
+    counts = per_run[per_run["method"] == CONTROL].groupby(list(CELL))["seed"].nunique()
+    return (
+        v,
+        control_results,
+        effects,
+        design_line_of(effects, seeds, family, sorted(int(n) for n in counts)),
+    )
 
 
 def write_report(

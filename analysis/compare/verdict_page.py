@@ -101,7 +101,7 @@ def primary_phrase(r: pd.Series) -> str:
     if verdict == "detected":
         return f"{name} {estimate(r)}, detected (Holm p {p_value(r['p_adj'])})"
     if verdict == "untested":
-        return f"{name} {estimate(r)}, untested (too few paired seeds)"
+        return f"{name} {estimate(r)}, untested (too few seeds)"
     if verdict == "no effect":
         return f"no effect on {name} larger than ±{num(mde)} (MDE): {estimate(r)}"
     return (
@@ -125,7 +125,7 @@ def scenario_item(r: pd.Series, said: str | None) -> str:
         return f"{r['scenario']} {estimate(r) if verdict == 'estimate' else 'n/a'}"
     tail = {
         "detected": f"(Holm p {p_value(r['p_adj'])})",
-        "untested": "(too few paired seeds)",
+        "untested": "(too few seeds)",
     }.get(verdict, f"(MDE ±{num(r['mde'])})")
     word = "" if verdict == said else f"{verdict} "
     return f"{r['scenario']} {estimate(r)} {word}{tail}"

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from steerbench.commands.run import FLAG_KEYS, flag_overrides
+from steerbench.comparisons import CONTROL
 from steerbench.errors import RunFailed, UsageError
 
 
@@ -106,7 +107,8 @@ def print_design(spec: Any, cells: list[Any], console: Console) -> None:
         console.print(escape("design: install steerbench[analysis] to see the MDE this grid can resolve"))
         return
     declared = {**spec.design, "family": family(spec, cells)}
-    for line in plan_lines(declared, len(spec.seeds)):
+    control_seeds = len(spec.method_seeds.get(CONTROL, spec.seeds))
+    for line in plan_lines(declared, len(spec.seeds), control_seeds):
         console.print(escape(line), highlight=False)
 
 
