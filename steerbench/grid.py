@@ -11,6 +11,12 @@ A grid comes from a YAML in ``experiments/grid/`` (or any path) and/or from flag
       trainer.lr: [1.0e-4, 3.0e-4]
       task: add
     exclude: [steer/extreme]    # optional: METHOD/SCENARIO pairs the product leaves out
+    method_seeds:               # optional: a method's own seeds (a shared grpo control with more seeds)
+      grpo: [0, 1, 2, 3, 4, 5]
+    design:                     # optional: the analysis, declared before the runs (compare reads it back)
+      primary: final_passk      #   the one endpoint the family tests
+      test: welch               #   paired (by seed, the default) | welch (two samples of runs)
+      pilot: {final_passk: {sd: 0.068, effect: -0.363}}   # for the MDE printed before the runs
 
 Every cell's config is composed (``steerbench.config.compose``) before anything is launched, so a typo
 fails the whole grid with exit code 2 before any training. Cells live in ``<out>/<name>/<cell>/`` where
