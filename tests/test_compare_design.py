@@ -210,7 +210,7 @@ def test_the_welch_interval_covers_95_percent_and_its_test_is_at_most_a_little_l
     """The paper's shape simulated: a method's 8 runs (sd 0.08) against a shared control's 16 (sd 0.05).
     Welch's 95% interval of the difference covers ≥ 93% of the time. Welch's df is an approximation, and in
     the far tail it shows: at the family's level (α/22, Holm's strictest step) it rejects a true null
-    ≈ 1.3× as often as nominal here (1.0–1.45× over sd ratios 0.8–1.6, measured for docs/paper_report);
+    ≈ 1.3× as often as nominal here (1.06–1.42× over sd ratios 0.8–1.6: benchmarks/welch_size.py);
     this bounds that excess at 1.5×, and at α = 0.05 it is nominal."""
     from steerbench.analysis.compare.inference import welch_t
 
