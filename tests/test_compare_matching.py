@@ -228,3 +228,15 @@ def test_a_welch_family_tests_each_method_against_all_of_its_shared_controls_run
     assert "Welch's t over runs" in md and "3 seeds per method, 3–5 per grpo control" in md
     text = "\n".join(result["findings"])
     assert "[standard] steer − grpo over 3 runs against 5:" in text
+
+
+def test_a_grid_that_tests_nothing_joins_no_family(tmp_path):
+    """grpo alone (dose_grpo) declares a family of size 0: the report's family is the others', here none."""
+    import json
+
+    root = tmp_path / "runs"
+    paper_like_grid(root)
+    empty = {"name": "dose_grpo: final_passk", "primary": "final_passk", "size": 0, "members": []}
+    (root / "grid.json").write_text(json.dumps({"design": {"family": empty}}))
+    v = write_report(load_runs([root]), tmp_path / "rep")["verdicts"]
+    assert (v["family"] == "the comparisons present").all() and (v["family_size"] == 3).all()

@@ -376,3 +376,25 @@ def test_the_papers_shared_control_holds_more_seeds_than_each_method(tmp_path):
     assert all(seeds[("grpo", s)] == set(range(16)) for s in ("standard", "release", "extreme"))
     assert seeds[("w_reinforce", "extreme")] == seeds[("pos_adv_reweight", "release")] == set(range(12))
     assert seeds[("steer", "standard")] == set(range(8))
+
+
+def test_the_dose_control_trains_the_papers_grpo_runs_and_declares_no_test(tmp_path):
+    """dose_grpo is every dose preset's matched control: the paper's grpo/standard seeds 0–7 (bookkeeping
+    apart), with an empty family, so the dose report's family is the doses' own."""
+    from steerbench.comparisons import BOOKKEEPING, same_config
+    from steerbench.grid import family
+
+    spec = build_spec("dose_grpo")
+    _, cells = plan(spec, tmp_path)
+    paper = {c.name: c for c in plan(build_spec("paper"), tmp_path)[1]}
+    assert [c.name for c in cells] == [f"grpo__standard__countdown__seed{s}" for s in range(8)]
+    for cell in cells:
+        assert same_config(cell.config, paper[cell.name].config)
+        assert {k for k in cell.config if cell.config[k] != paper[cell.name].config.get(k)} <= set(
+            BOOKKEEPING
+        )
+    assert family(spec, cells)["size"] == 0
+    for method in ("kl", "steer", "clip_cov"):
+        dose = next(c for c in plan(build_spec(f"dose_{method}"), tmp_path)[1] if c.seed == 0)
+        control = {k: v for k, v in cells[0].config.items() if not k.startswith("method.")}
+        assert {k: v for k, v in dose.config.items() if not k.startswith("method.")} == control

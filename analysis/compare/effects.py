@@ -43,7 +43,7 @@ def grid_family(runs: Runs) -> Family:
                 fam = json.loads(manifest.read_text()).get("design", {}).get("family")
             except ValueError:
                 fam = None
-            if fam:
+            if fam and int(fam.get("size", 0)):  # a grid that tests nothing (grpo alone) joins no family
                 declared[manifest.parent] = fam
     if not declared:
         return Family()
