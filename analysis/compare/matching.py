@@ -13,9 +13,9 @@ control per shared seed: mean d with its paired t-interval (clipped to [−1, 1]
 t-test's p, the exact sign-flip p and Cohen's d_z; under ``welch``, the method's runs against all the
 control's runs: the difference of means with Welch's interval, Welch's p, the permutation test's p and
 Cohen's d. Either way the smallest difference detectable with 80% power at level α/m (Holm's strictest
-step), from the spreads these runs show. Only the family's primary endpoint is Holm-corrected, over a family of m tests fixed
-before the runs (``Family``; a grid declares it), degenerate comparisons (``degenerate.py``) left out, so
-the same runs get the same corrected p in every report that holds them.
+step), from the spreads these runs show. Only the family's primary endpoint is Holm-corrected, over a
+family of m tests fixed before the runs (``Family``; a grid declares it), degenerate comparisons
+(``degenerate.py``) left out, so the same runs get the same corrected p in every report that holds them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from steerbench.analysis.compare import degenerate, inference
@@ -80,7 +81,7 @@ def _pick_control(key: tuple, cell: pd.DataFrame, controls: dict[tuple, pd.DataF
 RESULT_KEYS = ("n", "n_control", "diff", "diff_low", "diff_high", "p", "p_exact", "dz", "sd", "sd_control")
 
 
-def _sd(x) -> float:  # type: ignore[no-untyped-def]
+def _sd(x: np.ndarray) -> float:
     return float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
 
