@@ -87,11 +87,8 @@ class GridSpec:
         rec = asdict(self)
         rec.pop("description")
         rec.pop("design")
-        for key in (
-            "exclude",
-            "method_overrides",
-            "method_seeds",
-        ):  # absent, as in grids recorded before the key existed
+        # absent, as in grids recorded before the key existed
+        for key in ("exclude", "method_overrides", "method_seeds"):
             if not rec[key]:
                 rec.pop(key)
         rec["overrides"] = {k: list(v) for k, v in sorted(self.overrides.items())}
