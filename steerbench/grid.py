@@ -25,7 +25,7 @@ folder records the grid; running a different grid into the same folder is a usag
 (``meta.json`` status ``done``) are skipped; the others run (``execute`` resumes from the checkpoint).
 A failed cell does not stop the others; the caller reports them (exit code 1).
 
-Launchers (``cell_launchers.py``): ``local`` (``--jobs N`` subprocesses of ``steerbench.grid_worker``),
+Launchers (``cell_launchers.py``): ``local`` (``--jobs N`` processes forked from a preloaded fork server),
 ``ray`` (one ``ray.remote`` task per cell) and ``slurm`` (one submitit job per cell).
 """
 

@@ -1,11 +1,13 @@
-"""Run one grid cell in this process: ``python -m steerbench.grid_worker CELL.json``.
+"""Run one grid cell in this process: ``python -m steerbench.grid_worker CELL.json``, or ``main([CELL.json])``
+in a process the local launcher forks.
 
 The cell JSON holds ``name``, ``run_dir``, ``overrides``, ``variant`` and ``threads``. The worker limits torch to
 ``threads`` threads (so ``--jobs`` processes do not oversubscribe the cores), composes the config and
 calls ``steerbench.execute.execute``, which locks the run folder (a second process on the same cell
 fails instead of writing the same files) and trains or resumes from the checkpoint.
 Exit code 0: done, 1: the run failed, 2: usage error (e.g. the folder holds a different config).
-A local worker also exits when its parent grid process dies, so a killed grid leaves no orphans.
+Under ``watch_parent`` the worker exits when the process that started it dies (the local launcher's fork
+server, which dies with the grid), so a killed grid leaves no orphans.
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cell_file = Path(argv[0])
     payload = json.loads(cell_file.read_text())
-    if payload.get("parent_pid"):
-        _die_with_parent(int(payload["parent_pid"]))
+    if payload.get("watch_parent"):
+        _die_with_parent(os.getppid())
     res = run_cell(payload)
     atomic_write_json(cell_file.with_suffix(".result.json"), res)
     return 0 if res["status"] == "done" else 1

@@ -210,3 +210,23 @@ def test_unknown_slurm_cluster_or_option_is_a_usage_error_before_any_cell_runs(t
     assert res.code == 2, (res.stdout, res.stderr)
     assert named in res.stdout + res.stderr
     assert not (tmp_path / "grid" / "grpo__standard__add__seed0" / "metrics.jsonl").exists()
+
+
+def _modules_loaded(out: str) -> None:
+    Path(out).write_text(json.dumps({"pid": os.getpid(), "loaded": sorted(sys.modules)}))
+
+
+def test_local_cell_processes_are_forked_with_torch_and_steerbench_already_imported(tmp_path):
+    """The local launcher's point: a cell's process does not pay the ≈ 2 s of imports every cell needs."""
+    from steerbench.cell_launchers import FORKSERVER_PRELOAD, _forkserver
+
+    out = tmp_path / "probe.json"
+    proc = _forkserver().Process(target=_modules_loaded, args=(str(out),))
+    proc.start()
+    proc.join()
+    assert proc.exitcode == 0
+    probe = json.loads(out.read_text())
+    assert probe["pid"] != os.getpid()
+    assert {*FORKSERVER_PRELOAD, "torch", "steerbench.execute", "steerbench.local.trainer"} <= set(
+        probe["loaded"]
+    )
