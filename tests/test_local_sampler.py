@@ -8,6 +8,7 @@ import scipy.stats
 import torch
 
 from steerbench.errors import UsageError
+from steerbench.local import sampler as sampling
 from steerbench.local.model import ModelConfig, TinyPolicy
 from steerbench.local.sampler import Rollout, response_logprobs, sample
 
@@ -65,8 +66,9 @@ def test_response_logprobs_matches_sampler_log_probs_and_entropy(temperature: fl
     model = make_model()
     r = rollout(3, temperature, model)
     log_prob, entropy = response_logprobs(model, r.tokens, r.prompt_len, temperature)
-    torch.testing.assert_close(log_prob, r.old_log_prob, atol=1e-5, rtol=0)
-    torch.testing.assert_close(entropy, r.entropy, atol=1e-5, rtol=0)
+    real = r.response_mask.bool()  # the sampler's values after a row's EOS are 0, not the pads' scores
+    torch.testing.assert_close(log_prob[real], r.old_log_prob[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropy[real], r.entropy[real], atol=1e-5, rtol=0)
 
 
 def test_response_logprobs_keeps_the_graph_for_entropy_and_log_prob() -> None:
@@ -83,7 +85,8 @@ def test_entropy_equals_scipy_entropy_of_temperature_scaled_softmax() -> None:
     with torch.no_grad():
         logits = model(r.tokens[:, :-1])[:, r.prompt_len - 1 :].double() / temperature
     expected = scipy.stats.entropy(torch.softmax(logits, -1).numpy(), axis=-1)
-    np.testing.assert_allclose(r.entropy.numpy(), expected, atol=1e-5)
+    real = r.response_mask.bool().numpy()
+    np.testing.assert_allclose(r.entropy.numpy()[real], expected[real], atol=1e-5)
 
 
 def test_non_positive_temperature_is_a_usage_error() -> None:
@@ -116,3 +119,48 @@ def test_sample_sizes_its_cache_to_the_sequences_and_rolls_out_bit_for_bit_as_a_
     assert full.lengths == [6 + 24]  # prompt + max_new_tokens
     for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
         assert torch.equal(getattr(sized, name), getattr(unsized, name)), name
+
+
+class BatchSizes(torch.nn.Module):
+    """The same model, recording how many rows each decoding step runs on."""
+
+    def __init__(self, model: TinyPolicy) -> None:
+        super().__init__()
+        self.model = model
+        self.rows: list[int] = []
+
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None):  # type: ignore[no-untyped-def]
+        return self.model.new_kv_cache(batch_size, max_len)
+
+    def forward(self, tokens, kv_cache=None, start_pos=0):  # type: ignore[no-untyped-def]
+        if tokens.shape[1] == 1:
+            self.rows.append(tokens.shape[0])
+        return self.model(tokens, kv_cache, start_pos)
+
+
+def test_dropping_finished_rows_from_the_cache_rolls_out_bit_for_bit_as_running_every_row(
+    monkeypatch,
+) -> None:
+    """One thread, as grid cells run, where torch's matmul takes one kernel for any 4 rows or more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        prompts = torch.randint(3, V, (16, 6), generator=torch.Generator().manual_seed(123))
+        runs = {}
+        for shrink in (0.99, 0.0):  # 0.99: drop finished rows at every step; 0: they stay to the end
+            monkeypatch.setattr(sampling, "SHRINK_AT", shrink)
+            model = BatchSizes(make_model())
+            out = sample(model, prompts, 42, 1.0, EOS, torch.Generator().manual_seed(5), pad_id=PAD)  # type: ignore[arg-type]
+            runs[shrink] = (out, model.rows)
+    finally:
+        torch.set_num_threads(threads)
+    (shrunk, rows), (kept, all_rows) = runs.values()
+    assert set(all_rows) == {16} and len(rows) == len(all_rows)
+    assert rows == sorted(rows, reverse=True) and sampling.MIN_ROWS <= rows[-1] < 8
+    assert int(kept.response_mask.sum(0)[-2]) < 4  # the last steps had 1-3 rows to run: matmul's other kernel
+    for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
+        assert torch.equal(getattr(shrunk, name), getattr(kept, name)), name
+    after_eos = shrunk.response_mask == 0
+    assert (
+        after_eos.any() and not shrunk.old_log_prob[after_eos].any() and not shrunk.entropy[after_eos].any()
+    )

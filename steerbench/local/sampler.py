@@ -31,6 +31,12 @@ class Policy(Protocol):
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> Any: ...
 
 
+SHRINK_AT = 0.8  # the share of still-running rows at which the sampler drops the finished ones from its cache
+# and never below 4 rows: torch's CPU matmul takes another kernel for 1–3 rows, whose sums round differently,
+# so a row's logits would depend on how many rows still run
+MIN_ROWS = 4
+
+
 def last_logits(model: Any, tokens: torch.Tensor, first: int, **cache: Any) -> torch.Tensor:
     """``model(tokens, **cache)[:, first:]``; a model with ``partial_logits`` (``HFPolicy``) never computes the
     logits before ``first``."""
@@ -43,8 +49,10 @@ def last_logits(model: Any, tokens: torch.Tensor, first: int, **cache: Any) -> t
 class Rollout:
     tokens: torch.Tensor  # (B, P+T) long: prompt then response; pad after each row's EOS
     response_mask: torch.Tensor  # (B, T) float: 1 up to and including the first EOS, 0 after
-    old_log_prob: torch.Tensor  # (B, T) float32: log π_old(y_t | s_t) at the sampling temperature
-    entropy: torch.Tensor  # (B, T) float32: full-vocab entropy of π_old(· | s_t), nats
+    old_log_prob: (
+        torch.Tensor
+    )  # (B, T) float32: log π_old(y_t | s_t) at the sampling temperature; 0 after EOS
+    entropy: torch.Tensor  # (B, T) float32: full-vocab entropy of π_old(· | s_t), nats; 0 after EOS
 
     @property
     def prompt_len(self) -> int:
@@ -82,8 +90,12 @@ def sample(
 ) -> Rollout:
     """Sample up to `max_new_tokens` per prompt (B, P) with KV-cache incremental decoding.
 
-    Rows that emitted EOS are fed `pad_id` afterwards (masked out); decoding stops early once every row
-    has emitted EOS, so T ≤ max_new_tokens. Draws use `torch.multinomial(..., generator=generator)`, so a
+    Rows that emitted EOS are masked out afterwards; decoding stops early once every row has emitted EOS,
+    so T ≤ max_new_tokens. Once a share ``1 − SHRINK_AT`` of the rows the model runs on has finished, a cache
+    with ``take_rows`` keeps only the others (a finished row is fed `pad_id` until then, and keeps its last
+    logits after: its draws are masked, and the draws of every row are the same either way, since
+    ``multinomial`` draws one exponential per vocabulary entry of every row). A row's ``old_log_prob`` and
+    ``entropy`` are 0 after its EOS. Draws use `torch.multinomial(..., generator=generator)`, so a
     seeded generator makes the rollout bit-reproducible. The model's train/eval mode is left as is.
     The rollout's `old_log_prob` and `entropy` are π_old's: the trainer uses them as its π_old pass.
     """
@@ -98,6 +110,7 @@ def sample(
     entropies = torch.empty(B, max_new_tokens, device=prompts.device)
     masks = torch.empty(B, max_new_tokens, device=prompts.device)
     done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
+    rows = torch.arange(B, device=prompts.device)  # the rows the cache holds, and the model runs on
     steps = max_new_tokens
     for t in range(max_new_tokens):
         log_p = torch.log_softmax(logits.float() / temperature, dim=-1)
@@ -111,12 +124,16 @@ def sample(
         if bool(done.all()) or t == max_new_tokens - 1:
             steps = t + 1
             break
-        logits = model(token[:, None], kv_cache=cache, start_pos=P + t)[:, -1]
+        live = ~done[rows]
+        if hasattr(cache, "take_rows") and MIN_ROWS <= int(live.sum()) <= SHRINK_AT * len(rows):
+            cache, rows = cache.take_rows(live.nonzero().squeeze(-1), P + t), rows[live]
+        logits[rows] = model(token[rows, None], kv_cache=cache, start_pos=P + t)[:, -1]
+    finished = masks[:, :steps] == 0
     return Rollout(
         tokens=tokens[:, : P + steps],
         response_mask=masks[:, :steps],
-        old_log_prob=log_probs[:, :steps],
-        entropy=entropies[:, :steps],
+        old_log_prob=log_probs[:, :steps].masked_fill_(finished, 0.0),
+        entropy=entropies[:, :steps].masked_fill_(finished, 0.0),
     )
 
 
