@@ -12,6 +12,7 @@ import pytest
 from compare_helpers import config, write_run
 from scipy import stats as st
 
+from steerbench.analysis.compare.inference import welch_level, welch_worst_size
 from steerbench.analysis.compare.matching import differing_keys
 from steerbench.analysis.compare.report import write_report
 from steerbench.analysis.compare.runs import flatten, load_runs
@@ -200,7 +201,7 @@ def test_markdown_and_html_carry_the_same_content(tmp_path):
 
 def test_a_welch_family_tests_each_method_against_all_of_its_shared_controls_runs(tmp_path):
     """A grid that declares ``design.test: welch`` and gives grpo more seeds: each method's runs against every
-    grpo run of its scenario, Welch's t and interval as scipy computes them, the design line saying so."""
+    grpo run of its scenario, scipy's Welch t and interval size-corrected, the design line saying so."""
     import json
 
     root = tmp_path / "runs"
@@ -220,9 +221,9 @@ def test_a_welch_family_tests_each_method_against_all_of_its_shared_controls_run
     assert (v["test"] == "welch").all()
     for stat, table in (("final_entropy", FINAL_H), ("final_passk", PASSK)):
         ref = st.ttest_ind(table[("steer", "standard")], grpo[stat], equal_var=False)
-        ci = ref.confidence_interval(0.95)
+        ci = ref.confidence_interval(1 - welch_level(0.05, 3, 5))  # size-corrected, as the p
         assert row[f"{stat}_n"] == 3 and row[f"{stat}_n_control"] == 5
-        assert row[f"{stat}_p"] == pytest.approx(ref.pvalue)
+        assert row[f"{stat}_p"] == pytest.approx(welch_worst_size(ref.pvalue, 3, 5))
         assert (row[f"{stat}_diff_low"], row[f"{stat}_diff_high"]) == pytest.approx((ci.low, ci.high))
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Welch's t over runs" in md and "3 seeds per method, 3–5 per grpo control" in md

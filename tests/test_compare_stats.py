@@ -18,7 +18,10 @@ from steerbench.analysis.compare.inference import (
     paired_t,
     permutation_p,
     sign_flip_p,
+    welch_level,
+    welch_size,
     welch_t,
+    welch_worst_size,
 )
 
 
@@ -79,13 +82,49 @@ def test_min_detectable_approaches_the_normal_formula_for_many_pairs():
     assert math.isnan(min_detectable(sd, 1)) and math.isnan(min_detectable(0.0, 3))
 
 
-def test_welch_t_matches_scipy_for_unequal_sizes_and_spreads():
+def test_welch_t_is_scipys_welch_test_size_corrected():
     method = np.array([0.61, 0.55, 0.70, 0.52, 0.66, 0.58, 0.49, 0.63])
     control = np.array([0.50, 0.52, 0.49, 0.55, 0.51, 0.48, 0.53, 0.50, 0.52, 0.47, 0.54, 0.50])
     p, lo, hi = welch_t(method, control)
     ref = st.ttest_ind(method, control, equal_var=False)
-    ci = ref.confidence_interval(0.95)
-    assert p == pytest.approx(ref.pvalue) and (lo, hi) == pytest.approx((ci.low, ci.high))
+    assert p == pytest.approx(welch_worst_size(ref.pvalue, 8, 12)) and p > ref.pvalue
+    ci = ref.confidence_interval(1 - welch_level(0.05, 8, 12))
+    assert (lo, hi) == pytest.approx((ci.low, ci.high))
+    assert (hi - lo) > np.diff(ref.confidence_interval(0.95))[0]
+
+
+def _welch_rejections(
+    alpha: float, n_x: int, n_c: int, share: float, trials: int, seed: int = 0
+) -> np.ndarray:
+    """Welch's p ≤ α in simulated null samples whose x̄ − c̄ takes a share of its variance from x."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, math.sqrt(share * n_x), (trials, n_x))
+    c = rng.normal(0.0, math.sqrt((1 - share) * n_c), (trials, n_c))
+    return st.ttest_ind(x, c, axis=1, equal_var=False).pvalue <= alpha
+
+
+@pytest.mark.parametrize(("n_x", "n_c", "share"), [(8, 16, 0.9), (4, 4, 0.97), (3, 30, 0.8), (12, 16, 0.3)])
+def test_welch_size_equals_the_simulated_rejection_rate(n_x, n_c, share):
+    alpha, trials = 0.01, 400_000
+    rate = _welch_rejections(alpha, n_x, n_c, share, trials).mean()
+    exact = welch_size(alpha, n_x, n_c, share)
+    assert rate == pytest.approx(exact, abs=4 * math.sqrt(exact / trials))
+    assert welch_size(alpha, n_x, n_c, 0.0) == welch_size(alpha, n_x, n_c, 1.0) == alpha  # Student's t
+
+
+def test_the_size_corrected_p_is_valid_where_welchs_is_liberal():
+    """8 runs against 16 at α/22, the share where Welch's p is most liberal (≈ 1.47× nominal)."""
+    alpha, trials = 0.05 / 22, 1_000_000
+    worst = welch_worst_size(alpha, 8, 16)
+    assert 1.4 < worst / alpha < 1.55
+    assert worst >= max(welch_size(alpha, 8, 16, share) for share in np.linspace(0, 1, 101))
+    level = welch_level(alpha, 8, 16)
+    assert welch_worst_size(level, 8, 16) == pytest.approx(alpha, rel=1e-6)
+    share = 0.9
+    welch = _welch_rejections(alpha, 8, 16, share, trials, seed=3).mean()
+    corrected = _welch_rejections(level, 8, 16, share, trials, seed=3).mean()  # p* ≤ α ⟺ p ≤ α'
+    se = math.sqrt(alpha / trials)
+    assert welch > alpha + 8 * se and corrected < alpha + 4 * se
 
 
 def test_welch_t_degenerate_cases():
@@ -127,8 +166,9 @@ def test_welchs_min_detectable_difference_has_the_stated_power_by_simulation(n_x
     x, c = rng.normal(delta, sd_x, (200_000, n_x)), rng.normal(0.0, sd_c, (200_000, n_c))
     p = st.ttest_ind(x, c, axis=1, equal_var=False).pvalue
     # Welch's df is estimated from each sample: the noncentral-t power is an approximation, close at these
-    # sizes (the paper's), optimistic at very few runs (4 against 4: 0.64, not 0.8)
-    assert (p < alpha).mean() == pytest.approx(0.8, abs=0.02)
+    # sizes (the paper's), optimistic at very few runs (4 against 4: 0.64, not 0.8); p < α' is the
+    # size-corrected test's p* < α
+    assert (p < welch_level(alpha, n_x, n_c)).mean() == pytest.approx(0.8, abs=0.02)
 
 
 def test_more_control_runs_lower_welchs_min_detectable_difference():
