@@ -1,5 +1,6 @@
 """Grid-cell launchers, where the cells of a grid run: ``local`` (processes forked from a preloaded fork
-server), ``ray`` (tasks), ``slurm`` (submitit). Not to be confused with ``verl.launcher``, how one verl job starts.
+server), ``ray`` (tasks), ``slurm`` (submitit). Not to be confused with ``verl.launcher``, how one verl job
+starts.
 
 Each launcher takes the cells to run and yields one ``CellResult`` per cell as it finishes. Every cell
 runs in its own process with torch limited to its share of the cores; the training itself is
@@ -107,8 +108,8 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 
 # What every cell imports, loaded once in the fork server its processes are forked from: steerbench with
-# torch (≈ 1.4 s), and torch._dynamo, which the first optimiser of a process imports (≈ 1.5 s). Paid per
-# process, that was ≈ 7% of a `paper` cell.
+# torch (≈ 1.2 s), and torch._dynamo, which the first optimiser of a process imports (≈ 0.85 s). Paid per
+# process, that was ≈ 5% of a `paper` cell.
 FORKSERVER_PRELOAD = ["steerbench.cell_launchers", "torch._dynamo"]
 
 

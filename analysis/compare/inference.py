@@ -254,10 +254,10 @@ def min_detectable_welch(
     sd_x: float, n_x: int, sd_c: float, n_c: int, alpha: float = 0.05, power: float = 0.8
 ) -> float:
     """Smallest |true mean difference| Welch's t-test, size-corrected to level α (``welch_level``), detects
-    with ``power`` for samples of ``n_x`` and ``n_c`` runs with these sds (NaN if either side has fewer than two
-    runs or no finite positive sd). Welch's df is
-    taken at these sds, not estimated per sample as the test does: close at 8–16 runs a side (simulated power
-    0.80 ± 0.02), optimistic with very few (4 against 4: 0.64)."""
+    with ``power`` for samples of ``n_x`` and ``n_c`` runs with these sds (NaN if either side has fewer than
+    two runs or no finite positive sd; infinite where no level reaches α). Welch's df is taken at these sds,
+    not estimated per sample as the test does: close at 8–16 runs a side (simulated power 0.80 ± 0.02),
+    optimistic with very few (4 against 4: 0.64)."""
     if not (_usable(sd_x, n_x) and _usable(sd_c, n_c)):
         return math.nan
     level = welch_level(alpha, n_x, n_c)

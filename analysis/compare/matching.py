@@ -12,8 +12,8 @@ For a matched pair of cells and a statistic (``VERDICT_STATS``), under the ``pai
 control per shared seed: mean d with its paired t-interval (clipped to [−1, 1] for rates), the paired
 t-test's p, the exact sign-flip p and Cohen's d_z; under ``welch``, the method's runs against all the
 control's runs: the difference of means with Welch's interval and Welch's size-corrected p
-(``inference.welch_t``), the permutation test's p and Cohen's d. Either way the smallest difference detectable with 80% power at level α/m (Holm's strictest
-step), from the spreads these runs show. Only the family's primary endpoint is Holm-corrected, over a
+(``inference.welch_t``), the permutation test's p and Cohen's d. Either way the smallest difference
+detectable with 80% power at level α/m (Holm's strictest step), from the spreads these runs show. Only the family's primary endpoint is Holm-corrected, over a
 family of m tests fixed before the runs (``Family``; a grid declares it), degenerate comparisons
 (``degenerate.py``) left out, so the same runs get the same corrected p in every report that holds them.
 """
