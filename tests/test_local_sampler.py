@@ -94,19 +94,23 @@ def test_non_positive_temperature_is_a_usage_error() -> None:
         rollout(0, temperature=0.0)
 
 
-class FullLengthCache(torch.nn.Module):
-    """The same model, its caches always `max_seq_len` long (what `sample` asked for before)."""
+class Recorded(torch.nn.Module):
+    """The same model, recording the cache length `sample` asks for and how many rows each decoding step runs
+    on; with ``full_length`` its caches are always `max_seq_len` long (what `sample` asked for before)."""
 
-    def __init__(self, model: TinyPolicy) -> None:
+    def __init__(self, model: TinyPolicy, full_length: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.full_length = model, full_length
         self.lengths: list[int] = []
+        self.rows: list[int] = []
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None):  # type: ignore[no-untyped-def]
         self.lengths.append(max_len or 0)
-        return self.model.new_kv_cache(batch_size)
+        return self.model.new_kv_cache(batch_size, None if self.full_length else max_len)
 
     def forward(self, tokens, kv_cache=None, start_pos=0):  # type: ignore[no-untyped-def]
+        if tokens.shape[1] == 1:
+            self.rows.append(tokens.shape[0])
         return self.model(tokens, kv_cache, start_pos)
 
 
@@ -114,28 +118,11 @@ def test_sample_sizes_its_cache_to_the_sequences_and_rolls_out_bit_for_bit_as_a_
     model = make_model()
     assert model.new_kv_cache(2, 30).k.shape[3] == 30
     assert model.new_kv_cache(2, 500).k.shape[3] == 48  # never past max_seq_len
-    full = FullLengthCache(model)
+    full = Recorded(model, full_length=True)
     sized, unsized = rollout(3, model=model), rollout(3, model=full)  # type: ignore[arg-type]
     assert full.lengths == [6 + 24]  # prompt + max_new_tokens
     for name in ("tokens", "response_mask", "old_log_prob", "entropy"):
         assert torch.equal(getattr(sized, name), getattr(unsized, name)), name
-
-
-class BatchSizes(torch.nn.Module):
-    """The same model, recording how many rows each decoding step runs on."""
-
-    def __init__(self, model: TinyPolicy) -> None:
-        super().__init__()
-        self.model = model
-        self.rows: list[int] = []
-
-    def new_kv_cache(self, batch_size: int, max_len: int | None = None):  # type: ignore[no-untyped-def]
-        return self.model.new_kv_cache(batch_size, max_len)
-
-    def forward(self, tokens, kv_cache=None, start_pos=0):  # type: ignore[no-untyped-def]
-        if tokens.shape[1] == 1:
-            self.rows.append(tokens.shape[0])
-        return self.model(tokens, kv_cache, start_pos)
 
 
 def test_dropping_finished_rows_from_the_cache_rolls_out_bit_for_bit_as_running_every_row(
@@ -149,7 +136,7 @@ def test_dropping_finished_rows_from_the_cache_rolls_out_bit_for_bit_as_running_
         runs = {}
         for shrink in (0.99, 0.0):  # 0.99: drop finished rows at every step; 0: they stay to the end
             monkeypatch.setattr(sampling, "SHRINK_AT", shrink)
-            model = BatchSizes(make_model())
+            model = Recorded(make_model())
             out = sample(model, prompts, 42, 1.0, EOS, torch.Generator().manual_seed(5), pad_id=PAD)  # type: ignore[arg-type]
             runs[shrink] = (out, model.rows)
     finally:
