@@ -239,3 +239,16 @@ def test_a_welch_design_plans_with_its_control_seeds_and_prints_them():
     lines = design.plan_lines({"family": {"name": "f", "size": 22}, "test": "welch", "pilot": pilot}, 8, 16)
     assert lines[0].startswith("design: 8 seeds per method, 16 for the grpo control; Welch's t")
     assert f"MDE ±{shared:.3f}" in lines[1]
+
+
+def test_grpos_effects_are_listed_by_seed_in_numeric_order(tmp_path):
+    """Run folders sort as strings (seed10 before seed2); the per-seed table must not."""
+    from compare_helpers import write_run
+
+    from steerbench.analysis.compare.runs import load_runs
+
+    for seed in (10, 2, 0, 1):
+        write_run(tmp_path, "grpo", "standard", seed, [1.0, 0.5], pass1={1: 0.2, 2: 0.3 + seed / 100})
+    effects = design.grpo_effects(load_runs([tmp_path]).frame)
+    assert list(effects["seed"]) == [0, 1, 2, 10]
+    assert list(effects["pass1_gain"]) == pytest.approx([0.1, 0.11, 0.12, 0.2])

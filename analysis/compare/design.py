@@ -236,7 +236,7 @@ def plan_lines(declared: dict, seeds: int, control_seeds: int | None = None) -> 
 def grpo_effects(frame: pd.DataFrame) -> pd.DataFrame:
     """grpo's own effect per run (the size of what the instrument must resolve): pass@1 gain and pass@k
     change (last − first evaluation; the first is the warm start's) and the share of token entropy lost
-    (1 − last / first ``entropy/mean``), one row per grpo run, by task, scenario and variant."""
+    (1 − last / first ``entropy/mean``), one row per grpo run, by task, scenario, variant and seed."""
     rows = []
     for run, df in frame[frame["method"] == "grpo"].groupby("run", sort=True):
         df = df.sort_values("step")
@@ -260,7 +260,9 @@ def grpo_effects(frame: pd.DataFrame) -> pd.DataFrame:
                 "run": run,
             }
         )
-    return pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values(["task", "scenario", "variant", "seed"], kind="stable", ignore_index=True)
 
 
 def pilot(effects: pd.DataFrame) -> dict[str, dict[str, float]]:

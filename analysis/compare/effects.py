@@ -22,6 +22,7 @@ from steerbench.analysis.compare import design
 from steerbench.analysis.compare.findings import label as method_label
 from steerbench.analysis.compare.matching import ALPHA, CONTROL, POWER, VERDICT_STATS, Family
 from steerbench.analysis.compare.runs import Runs
+from steerbench.analysis.compare.wording import wording
 from steerbench.grid import MANIFEST
 
 COLUMNS = [
@@ -133,7 +134,7 @@ def method_rows(verdicts: pd.DataFrame, prompts: float, k: float, shares: dict) 
                     "variant": v["variant"], "label": method_label(v["method"], v["variant"]), "kind": "method",
                     "endpoint": endpoint, "endpoint_label": _endpoint_label(endpoint, k), "primary": primary,
                     "family": v["family"], "family_size": int(v["family_size"]),
-                    "seeds": int(v["pairs"]) if v.get("test", "paired") == "paired" else int(v[f"{endpoint}_n"] or 0),
+                    "seeds": int(wording(v.get("test")).sizes_of(v, endpoint)[0] or 0),
                     "prompts": prompts, "k": k, "effect": v[f"{endpoint}_diff"],
                     "ci_low": v[f"{endpoint}_diff_low"], "ci_high": v[f"{endpoint}_diff_high"],
                     "p": v[f"{endpoint}_p"], "p_adj": p_adj, "mde": v[f"{endpoint}_mdd"],
@@ -208,20 +209,20 @@ def design_line(
     k = f"k = {int(first['k'])}" if first["k"] == first["k"] else "k: n/a"
     size = int(effects.loc[effects["kind"] == "method", "family_size"].max() or 0)
     shares = effects["train_share"].dropna()
-    what = "pass@1's variance over runs" if family.test == "welch" else "pass@1's paired differences"
+    w = wording(family.test)
     split = (
-        f" · {what}: {shares.median():.0%} seed-to-seed training variation, the rest "
+        f" · {w.variance_of}: {shares.median():.0%} seed-to-seed training variation, the rest "
         "evaluation noise (median over comparisons)"
         if len(shares)
         else ""
     )
-    if family.test == "welch":
-        per_method = effects.loc[(effects["kind"] == "method") & effects["primary"], "seeds"]
-        counts = sorted({int(n) for n in per_method}) or [len(seeds)]
-        controls = sorted(control_seeds or [0])
-        seed_text = f"{_span(counts)} seeds per method, {_span(controls)} per grpo control"
-    else:
-        seed_text = f"{len(seeds)} seeds ({', '.join(str(s) for s in seeds)})"
+    per_method = effects.loc[(effects["kind"] == "method") & effects["primary"], "seeds"]
+    seed_text = w.seeds.format(  # each test's wording picks what it states
+        per_method=_span(sorted({int(n) for n in per_method}) or [len(seeds)]),
+        per_control=_span(sorted(control_seeds or [0])),
+        n=len(seeds),
+        listed=", ".join(str(s) for s in seeds),
+    )
     return (
         f"Design: {seed_text} · {prompts}, the same for every run · {k} · family "
         f"“{family.name}”: {size} tests of {_endpoint_label(family.primary, first['k'])}, Holm at α = {ALPHA} · "

@@ -14,6 +14,7 @@ import pandas as pd
 
 from steerbench.analysis.compare.matching import CONTROL, VERDICT_STATS, separates
 from steerbench.analysis.compare.runs import sorted_methods
+from steerbench.analysis.compare.wording import wording
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -80,15 +81,12 @@ def _effect(row: pd.Series, stat: str) -> str:
     return f"{name} {fmt_signed(diff)} {interval}, Holm p = {fmt(p)}: {verdict}"
 
 
-def _runs(row: pd.Series) -> tuple[float, float]:
-    """(method runs, control runs) behind a two-sample test of the primary endpoint."""
-    return row[f"{row['primary']}_n"], row[f"{row['primary']}_n_control"]
-
-
 def against_controls(verdicts: pd.DataFrame, multi_task: bool) -> list[str]:
     """One sentence per method cell: its effect against the matched control, or why there is none."""
     out = []
     for _, r in verdicts.iterrows():
+        w = wording(r.get("test"))
+        sizes = w.sizes_of(r, r.get("primary"))  # of the primary endpoint
         who = label(r["method"], r["variant"])
         where = _where(r["scenario"], r["task"], multi_task)
         if r["control_variant"] is None:
@@ -101,20 +99,13 @@ def against_controls(verdicts: pd.DataFrame, multi_task: bool) -> list[str]:
                 f"{where} {who}: no matched grpo control; the nearest ({nearest}) differs in {r['differs']}, "
                 "so no test is run."
             )
-        elif r.get("test") == "welch" and min(_runs(r)) < 2:
-            out.append(f"{where} {who}: fewer than two runs in it or its matched control; no test.")
-        elif r.get("test") != "welch" and r["pairs"] < 2:
-            out.append(f"{where} {who}: {r['pairs']} seed shared with its matched control; no paired test.")
+        elif min(sizes) < 2:
+            out.append(f"{where} {who}: {w.too_few.format(*sizes)}")
         else:
             control = label(CONTROL, r["control_variant"])
             effects = "; ".join(_effect(r, stat) for stat in VERDICT_STATS)
             apart = f" Degenerate ({r['degenerate']}): outside the family." if r.get("degenerate") else ""
-            over = (
-                "{:.0f} runs against {:.0f}".format(*_runs(r))
-                if r.get("test") == "welch"
-                else f"{r['pairs']} paired seeds"
-            )
-            out.append(f"{where} {who} − {control} over {over}: {effects}.{apart}")
+            out.append(f"{where} {who} − {control} over {w.over.format(*sizes)}: {effects}.{apart}")
     return out
 
 

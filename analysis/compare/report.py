@@ -35,6 +35,7 @@ from steerbench.analysis.compare.render import (
 )
 from steerbench.analysis.compare.runs import CELL, Runs, finished_only
 from steerbench.analysis.compare.summary import STATS, cell_summary, run_stats
+from steerbench.analysis.compare.wording import TestWording, wording
 
 KEY_FIGURES = ("entropy_vs_step.png", "accuracy_vs_step.png")
 ARROW = {"final_entropy": "H", "final_pass1": "pass@1", "final_passk": "pass@k"}
@@ -76,18 +77,18 @@ def _separation(r: pd.Series) -> str:
     return "✔ " + ", ".join(marks) if marks else "—"
 
 
-def _welch(v: pd.DataFrame) -> bool:
-    return bool(len(v)) and v["test"].iloc[0] == "welch"
+def _wording(v: pd.DataFrame) -> TestWording:
+    return wording(v["test"].iloc[0] if len(v) else None)
 
 
 def _runs_column(v: pd.DataFrame) -> tuple[str, pd.Series]:
-    """("paired seeds", pairs), or under welch ("runs (method/grpo)", n/n of the primary endpoint)."""
-    if not _welch(v):
-        return "paired seeds", v["pairs"].astype(str)
-    primary = v["primary"].iloc[0]
-    return "runs (method/grpo)", v.apply(
-        lambda r: f"{r[f'{primary}_n']:.0f}/{r[f'{primary}_n_control']:.0f}" if r["matched"] else "0", axis=1
-    )
+    """(header, each comparison's count of its primary endpoint): paired seeds, or runs as n/n."""
+    w = _wording(v)
+    counts = [
+        (w.count if r["matched"] else w.count_unmatched).format(*w.sizes_of(r, r.get("primary")))
+        for _, r in v.iterrows()
+    ]
+    return w.runs_header, pd.Series(counts, v.index, dtype=object)
 
 
 def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
@@ -112,16 +113,16 @@ def resolution_table(v: pd.DataFrame) -> pd.DataFrame:
     cols[runs_name] = counts
     for stat, name in VERDICT_STATS.items():
         cols[f"detectable Δ {name}"] = [fmt(x) for x in m[f"{stat}_mdd"]]
-    if not _welch(m):
-        cols["lowest possible sign-flip p"] = [fmt(2.0 / 2**n) if n else "n/a" for n in m["pairs"]]
+    floor = _wording(m).floor_header
+    if floor:
+        cols[floor] = [fmt(2.0 / 2**n) if n else "n/a" for n in m["pairs"]]
     return pd.DataFrame(cols)
 
 
 def differences_table(v: pd.DataFrame) -> pd.DataFrame:
     rows = []
     where = _cell_columns(v)
-    welch = _welch(v)
-    test, exact, size = ("Welch t", "permutation", "d") if welch else ("paired t", "sign-flip", "d_z")
+    w = _wording(v)
     for _, r in v[v["matched"]].iterrows():
         for stat, name in VERDICT_STATS.items():
             rows.append(
@@ -129,18 +130,14 @@ def differences_table(v: pd.DataFrame) -> pd.DataFrame:
                     **{k: s[r.name] for k, s in where.items()},
                     "control": label(CONTROL, r["control_variant"]),
                     "statistic": name,
-                    "runs (method/grpo)" if welch else "pairs": (
-                        f"{r[f'{stat}_n']:.0f}/{r[f'{stat}_n_control']:.0f}"
-                        if welch
-                        else str(int(r[f"{stat}_n"]))
-                    ),
+                    w.endpoint_runs_header: w.count.format(r[f"{stat}_n"], r[f"{stat}_n_control"]),
                     "Δ mean [95% CI]": _interval(
                         r[f"{stat}_diff"], r[f"{stat}_diff_low"], r[f"{stat}_diff_high"], signed=True
                     ),
-                    f"p ({test})": fmt(r[f"{stat}_p"]),
-                    f"p ({exact})": fmt(r[f"{stat}_p_exact"]),
+                    f"p ({w.t_test})": fmt(r[f"{stat}_p"]),
+                    f"p ({w.exact_test})": fmt(r[f"{stat}_p_exact"]),
                     "p (Holm)": fmt(r[f"{stat}_p_holm"]),
-                    size: fmt(r[f"{stat}_dz"]),
+                    w.effect_size: fmt(r[f"{stat}_dz"]),
                     "detectable Δ": fmt(r[f"{stat}_mdd"]),
                 }
             )
@@ -175,40 +172,20 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
 
 def method_note(v: pd.DataFrame) -> str:
     primary, size, name = v["primary"].iloc[0], int(v["family_size"].iloc[0]), v["family"].iloc[0]
-    if _welch(v):
-        how = (
-            "as two samples of runs: every run is evaluated on the same held-out prompts, and the method's runs "
-            "are compared with all of its control's (one grpo cell per scenario serves every method there, so "
-            "it holds more seeds). Δ = method mean − control mean; p from Welch's t-test (unequal variances), "
-            "size-corrected: the largest chance, over the ratio of the two spreads, of a Welch p this small when "
-            "nothing differs (Welch's own p is up to 1.5× too small at a family's level); the 95% interval is "
-            "Welch's at the matching level; the permutation test's p beside it; d: Cohen's d with the pooled sd. "
-        )
-        test, spread = "Welch's t-test", "the spreads of both cells' runs"
-    else:
-        how = (
-            "paired by seed (and by prompt: every run is evaluated on the same held-out prompts). "
-            "Δ = method − control per paired seed; 95% paired t-interval; p from the paired t-test. "
-        )
-        test, spread = "the paired t-test", "the spread of the paired differences"
-    floor = (
-        ""
-        if _welch(v)
-        else "The exact sign-flip test cannot go below 2/2ⁿ with n paired seeds (0.25 with 3). "
-    )
+    w = _wording(v)
     return (
         "Each method is compared with its matched control: the grpo cell whose config is identical except the "
         "method's own knobs (clip_higher's ε_high and clip_cov's clipping are their mechanism, so theirs), "
-        + how
+        + w.how
         + f"One primary endpoint, {VERDICT_STATS[primary]}, is tested in the family “{name}” of {size} "
         f"comparisons, fixed before the runs, Holm-corrected; ✔ marks a corrected p < {ALPHA:g} on it, and "
         "only those are called clear. The other endpoints are secondary: interval and uncorrected p, no "
         "verdict. A degenerate comparison (its control's config, or runs identical to another cell's) is "
-        f"named once and left out of the family. Detectable Δ: the smallest true difference {test} "
+        f"named once and left out of the family. Detectable Δ: the smallest true difference {w.test} "
         f"would find with {POWER:.0%} power at level {ALPHA:g}/{size} (Holm's strictest step), given "
-        + spread
+        + w.spread
         + ". "
-        + floor
+        + w.floor
         + "Cell intervals in the full table: 95% t-interval over seeds, cut to the quantity's "
         "range (coverage simulated in tests/test_compare_design.py)."
     )
