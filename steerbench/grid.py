@@ -11,8 +11,9 @@ A grid comes from a YAML in ``experiments/grid/`` (or any path) and/or from flag
       trainer.lr: [1.0e-4, 3.0e-4]
       task: add
     exclude: [steer/extreme]    # optional: METHOD/SCENARIO pairs the product leaves out
-    method_seeds:               # optional: a method's own seeds (a shared grpo control with more seeds)
-      grpo: [0, 1, 2, 3, 4, 5]
+    method_seeds:               # optional: a method's own seeds (a shared grpo control with more seeds),
+      grpo: [0, 1, 2, 3, 4, 5]  #   or one cell's (METHOD/SCENARIO, before the method's)
+      steer/extreme: [0, 1, 2, 3]
     design:                     # optional: the analysis, declared before the runs (compare reads it back)
       primary: final_passk      #   the one endpoint the family tests
       test: welch               #   paired (by seed, the default) | welch (two samples of runs)
@@ -21,7 +22,8 @@ A grid comes from a YAML in ``experiments/grid/`` (or any path) and/or from flag
 Every cell's config is composed (``steerbench.config.compose``) before anything is launched, so a typo
 fails the whole grid with exit code 2 before any training. Cells live in ``<out>/<name>/<cell>/`` where
 ``<cell>`` is ``run_dir_name(cfg)`` plus ``__key=value`` for each swept key. ``grid.json`` in the grid
-folder records the grid; running a different grid into the same folder is a usage error. Finished cells
+folder records the grid; running a different grid into the same folder is a usage error, unless it only
+adds cells (more seeds, say) and keeps every recorded one as it was. Finished cells
 (``meta.json`` status ``done``) are skipped; the others run (``execute`` resumes from the checkpoint).
 A failed cell does not stop the others; the caller reports them (exit code 1).
 
@@ -70,7 +72,8 @@ class GridSpec:
     methods: list[str] = field(default_factory=list)
     scenarios: list[str] = field(default_factory=lambda: ["standard"])
     seeds: list[int] = field(default_factory=lambda: [0])
-    # a method's own seeds in place of ``seeds`` (the shared grpo control given more seeds than each method)
+    # a method's own seeds in place of ``seeds`` (the shared grpo control given more seeds than each method),
+    # keyed by method or by "method/scenario" (one cell's seeds, ahead of its method's)
     method_seeds: dict[str, list[int]] = field(default_factory=dict)
     steps: int | None = None
     overrides: dict[str, list[str]] = field(default_factory=dict)
@@ -81,6 +84,10 @@ class GridSpec:
     # the analysis declared before the runs: primary endpoint, pilot (sd of paired seed differences and
     # grpo's own effect per endpoint); compare reads it back from grid.json
     design: dict[str, Any] = field(default_factory=dict)
+
+    def seeds_of(self, method: str, scenario: str) -> list[int]:
+        """The seeds of the method's cells in the scenario: the cell's own, else the method's, else the grid's."""
+        return self.method_seeds.get(f"{method}/{scenario}", self.method_seeds.get(method, self.seeds))
 
     def record(self) -> dict[str, Any]:
         """The part of the spec that defines the cells (what grid.json compares)."""
@@ -332,10 +339,19 @@ def build_spec(
         raise UsageError("the grid has no methods: give --methods a,b or a grid file with methods: [...]")
     if not spec.scenarios or not spec.seeds:
         raise UsageError("the grid is empty: it needs at least one scenario and one seed")
-    for key, named in (("method_overrides", spec.method_overrides), ("method_seeds", spec.method_seeds)):
-        for method in named:
-            if method not in spec.methods:
-                raise UsageError(f"grid {key} names {method!r}, which is not one of the grid's methods")
+    for method in spec.method_overrides:
+        if method not in spec.methods:
+            raise UsageError(
+                f"grid method_overrides names {method!r}, which is not one of the grid's methods"
+            )
+    for key in spec.method_seeds:
+        method, _, scenario = key.partition("/")
+        if method not in spec.methods or (scenario and scenario not in spec.scenarios):
+            raise UsageError(
+                f"grid method_seeds names {key!r}, which is neither one of the grid's methods nor a "
+                f"METHOD/SCENARIO pair of them (methods: {', '.join(spec.methods)}; scenarios: "
+                f"{', '.join(spec.scenarios)})"
+            )
     for pair in spec.exclude:
         method, _, scenario = pair.partition("/")
         if method not in spec.methods or scenario not in spec.scenarios:
@@ -429,12 +445,10 @@ def _combinations(spec: GridSpec):
         merged = {**spec.overrides, **spec.method_overrides.get(method, {})}
         fixed = [f"{k}={v[0]}" for k, v in sorted(merged.items()) if len(v) == 1]
         swept = sorted((k, v) for k, v in merged.items() if len(v) > 1)
-        seeds = spec.method_seeds.get(method, spec.seeds)
-        for scenario, combo, seed in itertools.product(
-            spec.scenarios, itertools.product(*[v for _, v in swept]), seeds
-        ):
+        for scenario, combo in itertools.product(spec.scenarios, itertools.product(*[v for _, v in swept])):
             sweep = [f"{k}={v}" for (k, _), v in zip(swept, combo, strict=True)]
-            yield method, scenario, fixed, sweep, seed
+            for seed in spec.seeds_of(method, scenario):
+                yield method, scenario, fixed, sweep, seed
 
 
 def manifest(spec: GridSpec, cells: Sequence[Cell]) -> dict[str, Any]:
@@ -456,7 +470,10 @@ def manifest(spec: GridSpec, cells: Sequence[Cell]) -> dict[str, Any]:
 
 
 def check_manifest(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], *, write: bool) -> None:
-    """Refuse to run a different grid into a folder that holds one; write grid.json if ``write``."""
+    """Refuse to run a different grid into a folder that holds one; write grid.json if ``write``.
+
+    A grid may grow: if every recorded cell is still a cell, with the same overrides, the new cells (more
+    seeds, methods or scenarios) join the folder and grid.json records the grown grid."""
     path = grid_dir / MANIFEST
     new = manifest(spec, cells)
     if path.is_file():
@@ -464,6 +481,12 @@ def check_manifest(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], *, wri
             old = json.loads(path.read_text())
         except ValueError:
             raise UsageError(f"{path} is not valid JSON; remove it or choose another --out") from None
+        recorded = old.get("cells") or {}
+        grows = bool(recorded) and all(new["cells"].get(name) == o for name, o in recorded.items())
+        if grows and old != new:
+            if write:
+                atomic_write_json(path, new)
+            return
         if old.get("grid") != new["grid"] or old.get("cells") != new["cells"]:
             diff = sorted(
                 k

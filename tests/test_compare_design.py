@@ -252,3 +252,31 @@ def test_grpos_effects_are_listed_by_seed_in_numeric_order(tmp_path):
     effects = design.grpo_effects(load_runs([tmp_path]).frame)
     assert list(effects["seed"]) == [0, 1, 2, 10]
     assert list(effects["pass1_gain"]) == pytest.approx([0.1, 0.11, 0.12, 0.2])
+
+
+def test_resolution_counts_the_comparisons_whose_mde_is_within_a_third_of_grpos_own_effect(tmp_path):
+    """grpo gains 0.3 in pass@1 and pass@k and loses 0.6 nats: thirds 0.1, 0.1, 0.2; kl's pass@1 MDE 0.2
+    misses, a degenerate comparison is not counted."""
+    from compare_helpers import write_run
+
+    from steerbench.analysis.compare.report import resolution_note
+    from steerbench.analysis.compare.runs import load_runs
+
+    for seed in range(3):
+        write_run(tmp_path, "grpo", "standard", seed, [1.0, 0.8, 0.4], pass1={1: 0.2, 3: 0.5})
+    frame = load_runs([tmp_path]).frame
+    assert design.own_effects(design.grpo_effects(frame))[("arith", "standard", "")] == pytest.approx(
+        {"final_pass1": 0.3, "final_passk": 0.3, "final_entropy": -0.6}
+    )
+    base = {"task": "arith", "scenario": "standard", "control_scenario": "standard", "control_variant": "",
+            "matched": True, "degenerate": "", "final_passk_mdd": 0.05, "final_entropy_mdd": 0.15}  # fmt: skip
+    v = pd.DataFrame(
+        [
+            {**base, "method": "steer", "final_pass1_mdd": 0.05},
+            {**base, "method": "kl", "final_pass1_mdd": 0.2},
+            {**base, "method": "clip_higher", "final_pass1_mdd": 0.9, "degenerate": "the same config"},
+        ]
+    )
+    note = resolution_note(v, frame)
+    assert "final entropy 2 of 2, pass@1 1 of 2, pass@k 2 of 2" in note
+    assert "pass@1 kl/standard (±0.2 against 0.1)" in note and "clip_higher" not in note

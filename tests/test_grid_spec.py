@@ -81,8 +81,9 @@ def test_paper_preset_is_ten_methods_three_scenarios_less_the_repeated_runs(tmp_
         "kl_cov/extreme",
     }
     assert set(spec.exclude) == skipped
-    # 8 seeds per method; the shared grpo control 16, the two widest-spreading methods 12 (the design)
-    assert len(cells) == (10 * 3 - len(skipped) - 3 * 3) * 8 + 3 * 16 + 2 * 3 * 12
+    # 8 seeds per method; the shared grpo control 16, the two widest-spreading methods 12 (the design), and
+    # the seed rule's six cells 3 + 4 + 5 + 1 + 6 + 6 more
+    assert len(cells) == (10 * 3 - len(skipped) - 3 * 3) * 8 + 3 * 16 + 2 * 3 * 12 + 25
     assert {(c.scenario, c.seed) for c in cells} == {
         (s, k) for s in ("standard", "release", "extreme") for k in range(16)
     }
@@ -210,9 +211,22 @@ def test_a_different_grid_in_the_same_folder_is_refused(tmp_path):
         "grpo__standard__add__seed0"
     ]
     plan(spec, tmp_path)  # the same grid again is fine
-    other = build_spec(None, name="g", methods="grpo", seeds="0,1")
-    with pytest.raises(UsageError, match="different grid \\(differs in: seeds\\)"):
+    other = build_spec(None, name="g", methods="grpo", seeds="0", overrides=["trainer.lr=1e-3"])
+    with pytest.raises(UsageError, match="different grid \\(differs in: overrides\\)"):
         plan(other, tmp_path)
+
+
+def test_a_grid_grows_by_new_cells_but_never_loses_or_changes_a_recorded_one(tmp_path):
+    spec = build_spec(None, name="g", methods="grpo", seeds="0,1")
+    grid_dir, cells = plan(spec, tmp_path)
+    check_manifest(grid_dir, spec, cells, write=True)
+    grown = build_spec(None, name="g", methods="grpo,kl", seeds="0,1,2")
+    grid_dir, cells = plan(grown, tmp_path)
+    check_manifest(grid_dir, grown, cells, write=True)
+    manifest = json.loads((grid_dir / "grid.json").read_text())
+    assert manifest["grid"]["seeds"] == [0, 1, 2] and len(manifest["cells"]) == 6
+    with pytest.raises(UsageError, match="different grid \\(differs in: methods, seeds\\)"):
+        plan(spec, tmp_path)  # the grown grid's folder no longer takes the smaller one: kl's cells would go
 
 
 def test_parse_overrides_keeps_lists_whole():
@@ -361,6 +375,9 @@ def test_method_seeds_give_one_method_its_own_seeds_and_the_flag_seeds_override_
     path.write_text("name: s\nmethods: [grpo]\nmethod_seeds:\n  kl: [0, 1]\n")
     with pytest.raises(UsageError, match="method_seeds names 'kl'"):
         build_spec(str(path))
+    path.write_text("name: s\nmethods: [grpo]\nmethod_seeds:\n  grpo/extreme: [0, 1]\n")
+    with pytest.raises(UsageError, match="method_seeds names 'grpo/extreme'"):
+        build_spec(str(path))
     path.write_text("name: s\nmethods: [grpo]\nmethod_seeds: [0, 1]\n")
     with pytest.raises(UsageError, match="method_seeds must map a method to its seeds"):
         build_spec(str(path))
@@ -376,6 +393,7 @@ def test_the_papers_shared_control_holds_more_seeds_than_each_method(tmp_path):
     assert all(seeds[("grpo", s)] == set(range(16)) for s in ("standard", "release", "extreme"))
     assert seeds[("w_reinforce", "extreme")] == seeds[("pos_adv_reweight", "release")] == set(range(12))
     assert seeds[("steer", "standard")] == set(range(8))
+    assert seeds[("steer", "extreme")] == seeds[("unlikeliness", "extreme")] == set(range(14))
 
 
 def test_the_dose_control_trains_the_papers_grpo_runs_and_declares_no_test(tmp_path):
@@ -398,3 +416,22 @@ def test_the_dose_control_trains_the_papers_grpo_runs_and_declares_no_test(tmp_p
         dose = next(c for c in plan(build_spec(f"dose_{method}"), tmp_path)[1] if c.seed == 0)
         control = {k: v for k, v in cells[0].config.items() if not k.startswith("method.")}
         assert {k: v for k, v in dose.config.items() if not k.startswith("method.")} == control
+
+
+def test_one_cells_seeds_come_before_its_methods_and_the_grids(tmp_path):
+    path = tmp_path / "cells.yaml"
+    path.write_text(
+        "name: cells\nmethods: [grpo, kl]\nscenarios: [standard, extreme]\nseeds: [0, 1]\n"
+        "method_seeds:\n  grpo: [0, 1, 2, 3]\n  grpo/extreme: [0, 1, 2, 3, 4, 5]\n  kl/extreme: [0, 1, 2]\n"
+        "overrides:\n  task: add\n"
+    )
+    _, cells = plan(build_spec(str(path)), tmp_path / "out")
+    seeds: dict[tuple[str, str], list[int]] = {}
+    for c in cells:
+        seeds.setdefault((c.method, c.scenario), []).append(c.seed)
+    assert seeds == {
+        ("grpo", "standard"): [0, 1, 2, 3],
+        ("grpo", "extreme"): [0, 1, 2, 3, 4, 5],
+        ("kl", "standard"): [0, 1],
+        ("kl", "extreme"): [0, 1, 2],
+    }

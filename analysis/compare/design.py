@@ -262,7 +262,28 @@ def grpo_effects(frame: pd.DataFrame) -> pd.DataFrame:
         )
     if not rows:
         return pd.DataFrame(rows)
-    return pd.DataFrame(rows).sort_values(["task", "scenario", "variant", "seed"], kind="stable", ignore_index=True)
+    return pd.DataFrame(rows).sort_values(
+        ["task", "scenario", "variant", "seed"], kind="stable", ignore_index=True
+    )
+
+
+# each verdict endpoint and the column of grpo_effects that is grpo's own change in it
+OWN_CHANGE = {"final_pass1": "pass1_gain", "final_passk": "passk_change", "final_entropy": "entropy_change"}
+
+
+def _with_entropy_change(effects: pd.DataFrame) -> pd.DataFrame:
+    """``effects`` plus the entropy change in nats (final − first, from the final value and the share lost)."""
+    return effects.assign(entropy_change=effects["final_entropy"] * (1 - 1 / (1 - effects["entropy_loss"])))
+
+
+def own_effects(effects: pd.DataFrame) -> dict[tuple, dict[str, float]]:
+    """grpo's mean effect per (task, scenario, variant), per verdict endpoint (entropy: the change in nats):
+    the size a comparison in that cell must resolve."""
+    e = _with_entropy_change(effects)
+    return {
+        key: {endpoint: float(g[change].mean()) for endpoint, change in OWN_CHANGE.items()}
+        for key, g in e.groupby(["task", "scenario", "variant"], sort=True)
+    }
 
 
 def pilot(effects: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -270,14 +291,10 @@ def pilot(effects: pd.DataFrame) -> dict[str, dict[str, float]]:
     two cells, taken as √2 × grpo's seed-to-seed sd of the final value (pooled within task × scenario ×
     variant; two independent trainings, and pairing by seed can only lower it), and grpo's mean effect on
     it (entropy: the change in nats)."""
-    e = effects.assign(entropy_change=effects["final_entropy"] * (1 - 1 / (1 - effects["entropy_loss"])))
+    e = _with_entropy_change(effects)
     groups = e.groupby(["task", "scenario", "variant"], sort=True)
     out = {}
-    for endpoint, change in (
-        ("final_pass1", "pass1_gain"),
-        ("final_passk", "passk_change"),
-        ("final_entropy", "entropy_change"),
-    ):
+    for endpoint, change in OWN_CHANGE.items():
         pooled = groups[endpoint].var(ddof=1).dropna().mean()
         out[endpoint] = {"sd": math.sqrt(2 * pooled), "effect": float(e[change].mean())}
     return out

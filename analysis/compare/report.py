@@ -119,6 +119,37 @@ def resolution_table(v: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def resolution_note(v: pd.DataFrame, frame: pd.DataFrame) -> str:
+    """How many of the family's comparisons resolve a third of grpo's own effect in their control's cell
+    (its mean change from the warm start over its runs), per endpoint, and which do not ("" without grpo's
+    effects)."""
+    effects = design.grpo_effects(frame)
+    own = design.own_effects(effects) if not effects.empty else {}
+    tested = v[v["matched"] & (v["degenerate"].fillna("") == "")]
+    counts, misses = [], []
+    for stat, name in VERDICT_STATS.items():
+        met = total = 0
+        for _, r in tested.iterrows():
+            effect = own.get((r["task"], r["control_scenario"], r["control_variant"]), {}).get(stat, np.nan)
+            mde, third = r[f"{stat}_mdd"], abs(effect) / 3
+            if np.isnan(third) or np.isnan(mde):
+                continue
+            total += 1
+            if mde <= third:
+                met += 1
+            else:
+                misses.append(f"{name} {r['method']}/{r['scenario']} (±{fmt(mde)} against {fmt(third)})")
+        if total:
+            counts.append(f"{name} {met} of {total}")
+    if not counts:
+        return ""
+    return (
+        "Detectable Δ within a third of grpo's own effect in its scenario (the matched control's mean change "
+        f"from the warm start): {', '.join(counts)}."
+        + (f" Not within: {'; '.join(misses)}." if misses else "")
+    )
+
+
 def differences_table(v: pd.DataFrame) -> pd.DataFrame:
     rows = []
     where = _cell_columns(v)
@@ -234,6 +265,7 @@ def sections(
             out += [
                 Heading("Resolution: the smallest differences these seeds can detect"),
                 Table(resolution_table(v)),
+                *(Paragraph(n) for n in [resolution_note(v, frame)] if n),
             ]
     grpo = grpo_effect_table(frame)
     if not grpo.empty:
