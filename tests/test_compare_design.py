@@ -239,6 +239,8 @@ def test_a_welch_design_plans_with_its_control_seeds_and_prints_them():
     lines = design.plan_lines({"family": {"name": "f", "size": 22}, "test": "welch", "pilot": pilot}, 8, 16)
     assert lines[0].startswith("design: 8 seeds per method, 16 for the grpo control; Welch's t")
     assert f"MDE ±{shared:.3f}" in lines[1]
+    own = design.plan_lines({"test": "welch", "pilot": pilot}, 8, 16, {"kl/extreme": 12})
+    assert own[0].startswith("design: 8 seeds per method (kl/extreme 12), 16 for the grpo control;")
 
 
 def test_grpos_effects_are_listed_by_seed_in_numeric_order(tmp_path):

@@ -210,15 +210,20 @@ TEST_NAMES = {
 }
 
 
-def plan_lines(declared: dict, seeds: int, control_seeds: int | None = None) -> list[str]:
+def plan_lines(
+    declared: dict, seeds: int, control_seeds: int | None = None, own_seeds: dict[str, int] | None = None
+) -> list[str]:
     """What ``steerbench grid`` prints before it runs: the family, the test and the MDE of each piloted
-    endpoint for ``seeds`` per method and ``control_seeds`` for the grpo control (default: ``seeds``)."""
+    endpoint for ``seeds`` per method and ``control_seeds`` for the grpo control (default: ``seeds``);
+    ``own_seeds``: the methods or cells (``method/scenario``) that have their own number, listed."""
     fam = declared.get("family", {})
     size = int(fam.get("size", 0))
     test = declared.get("test", "paired")
     control = f", {control_seeds} for the grpo control" if control_seeds and control_seeds != seeds else ""
+    own = ", ".join(f"{k} {n}" for k, n in (own_seeds or {}).items())
     lines = [
-        f"design: {seeds} seeds per method{control}; {TEST_NAMES.get(test, test)}; family "
+        f"design: {seeds} seeds per method{f' ({own})' if own else ''}{control}; {TEST_NAMES.get(test, test)}; "
+        "family "
         f"“{fam.get('name', '?')}”: {size} tests, Holm at α = {ALPHA}"
         + (f"; degenerate, reported apart: {', '.join(fam['degenerate'])}" if fam.get("degenerate") else "")
     ]

@@ -108,7 +108,8 @@ def print_design(spec: Any, cells: list[Any], console: Console) -> None:
         return
     declared = {**spec.design, "family": family(spec, cells)}
     control_seeds = len(spec.method_seeds.get(CONTROL, spec.seeds))
-    for line in plan_lines(declared, len(spec.seeds), control_seeds):
+    own = {key: len(seeds) for key, seeds in spec.method_seeds.items() if key != CONTROL}
+    for line in plan_lines(declared, len(spec.seeds), control_seeds, own):
         console.print(escape(line), highlight=False)
 
 
