@@ -261,7 +261,7 @@ def test_resolution_counts_the_comparisons_whose_mde_is_within_a_third_of_grpos_
     misses, a degenerate comparison is not counted."""
     from compare_helpers import write_run
 
-    from steerbench.analysis.compare.report import resolution_note
+    from steerbench.analysis.compare.report import target_table
     from steerbench.analysis.compare.runs import load_runs
 
     for seed in range(3):
@@ -279,6 +279,7 @@ def test_resolution_counts_the_comparisons_whose_mde_is_within_a_third_of_grpos_
             {**base, "method": "clip_higher", "final_pass1_mdd": 0.9, "degenerate": "the same config"},
         ]
     )
-    note = resolution_note(v, frame)
-    assert "final entropy 2 of 2, pass@1 1 of 2, pass@k 2 of 2" in note
-    assert "pass@1 kl/standard (±0.2 against 0.1)" in note and "clip_higher" not in note
+    t = target_table(v, frame).set_index("endpoint")
+    assert list(t["a third of grpo's effect"]) == ["0.2", "0.1", "0.1"]
+    assert list(t["detectable Δ within it"]) == ["2 of 2", "1 of 2", "2 of 2"]
+    assert t.loc["pass@1", "not within"] == "kl ±0.2" and t.loc["pass@k", "not within"] == "—"
