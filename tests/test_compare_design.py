@@ -270,7 +270,7 @@ def test_resolution_counts_the_comparisons_whose_mde_is_within_a_third_of_grpos_
     assert design.own_effects(design.grpo_effects(frame))[("arith", "standard", "")] == pytest.approx(
         {"final_pass1": 0.3, "final_passk": 0.3, "final_entropy": -0.6}
     )
-    base = {"task": "arith", "scenario": "standard", "control_scenario": "standard", "control_variant": "",
+    base = {"task": "arith", "scenario": "standard", "variant": "", "control_scenario": "standard", "control_variant": "",
             "matched": True, "degenerate": "", "final_passk_mdd": 0.05, "final_entropy_mdd": 0.15}  # fmt: skip
     v = pd.DataFrame(
         [

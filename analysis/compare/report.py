@@ -133,7 +133,11 @@ def target_table(v: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
             mde = cell[f"{stat}_mdd"]
             if np.isnan(third) or mde.isna().all():
                 continue
-            misses = [f"{m} ±{fmt(x)}" for m, x in zip(cell["method"], mde, strict=True) if not x <= third]
+            misses = [
+                f"{label(m, variant)} ±{fmt(x)}"
+                for m, variant, x in zip(cell["method"], cell["variant"], mde, strict=True)
+                if not x <= third
+            ]
             rows.append(
                 {
                     "endpoint": name,
