@@ -75,6 +75,16 @@ def test_local_pool_runs_every_cell_and_a_rerun_trains_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [c["status"] for c in json.loads(proc.stdout)["cells"]] == ["skipped", "skipped"]
     assert _fingerprint(grid_dir) == before
+    # the grid grows by a seed: the new cells train, every recorded run stays as it was
+    grown = ["grid", "--methods", "grpo,steer", "--seeds", "0,1", "--steps", "2", "--jobs", "2"]
+    proc = _cli(*grown, "--out", str(tmp_path), "--json", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    statuses = {c["name"]: c["status"] for c in json.loads(proc.stdout)["cells"]}
+    assert sorted(statuses.values()) == ["done", "done", "skipped", "skipped"]
+    assert all(statuses[c["name"]] == "skipped" for c in cells)
+    after = _fingerprint(grid_dir)
+    assert all(after[k] == v for k, v in before.items() if k != "grid.json")
+    assert json.loads((grid_dir / "grid.json").read_text())["grid"]["seeds"] == [0, 1]
 
 
 def test_killed_grid_resumes_only_the_missing_cells(tmp_path):
