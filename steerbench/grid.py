@@ -495,6 +495,7 @@ def check_manifest(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], *, wri
             )
             raise UsageError(
                 f"{grid_dir} holds a different grid (differs in: {', '.join(diff) or 'cells'}); "
+                "it may only grow there (more seeds, methods or scenarios, every recorded cell as it was); "
                 "re-run it with the same settings, or pick another --out or grid name"
             )
         return
