@@ -5,6 +5,7 @@ the MDE / inconclusive); degenerate comparisons stay out of the headline and the
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 
@@ -13,7 +14,8 @@ import pytest
 from compare_helpers import write_run
 
 from steerbench.analysis.compare import forest, screenshot
-from steerbench.analysis.compare.effects import COLUMNS
+from steerbench.analysis.compare.effects import COLUMNS, cpu_minutes
+from steerbench.analysis.compare.findings import fmt
 from steerbench.analysis.compare.forest import block_units, forest_figure
 from steerbench.analysis.compare.report import write_report
 from steerbench.analysis.compare.runs import load_runs
@@ -309,3 +311,23 @@ def test_numbers_have_two_decimals_and_p_values_never_round_across_alpha():
     assert (signed(-0.004), num(0.305), signed(0.3)) == ("+0.00", "0.30", "+0.30")
     assert (p_value(0.0031), p_value(0.2), p_value(0.0004)) == ("0.003", "0.2", "< 0.001")
     assert p_value(0.0496) == "0.0496" and p_value(0.0504) == "0.05"  # 0.05 is not below 0.05
+
+
+def test_the_report_states_what_the_runs_cost_and_the_resolution_it_bought(tmp_path):
+    """cost: the runs' summary.json wall_s summed (one thread a run); a run without it adds nothing."""
+    runs = tmp_path / "runs"
+    for seed in range(3):
+        for method, wall, p in (("grpo", 30.0, 0.30 + 0.01 * seed**2), ("steer", 60.0, 0.33 + 0.02 * seed)):
+            run = write_run(runs, method, "standard", seed, [1.0, 0.8, 0.5], pass1={3: p})
+            summary = json.loads((run / "summary.json").read_text())
+            (run / "summary.json").write_text(json.dumps({**summary, "wall_s": wall}))
+    (runs / "run-grpo-standard-arith-0-plain" / "summary.json").write_text("{}")
+    loaded = load_runs([runs])
+    assert cpu_minutes(loaded, sorted(loaded.paths)) == pytest.approx((2 * 30 + 3 * 60) / 60)
+    result = write_report(loaded, tmp_path / "rep")
+    v = result["verdicts"]
+    mde = v.loc[v["method"] == "steer", "final_passk_mdd"].iloc[0]
+    assert (
+        f"Time to verdict: 4 CPU-minutes for these 6 runs (each run's wall time on one thread, summed; the warm "
+        f"start in the run that built it), for a median detectable Δ pass@k of ±{fmt(mde)}."
+    ) in (tmp_path / "rep" / "report.md").read_text()

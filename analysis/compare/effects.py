@@ -65,6 +65,27 @@ def evaluation_shape(runs: Runs) -> tuple[float, float]:
     return math.nan, math.nan
 
 
+def cpu_minutes(runs: Runs, names: list[str]) -> float:
+    """What the runs cost: the sum of their ``summary.json`` ``wall_s`` (one thread a run, so CPU time), in
+    minutes; NaN if none recorded it. A resumed run counts its last attempt; the cell that built the shared
+    warm start carries it."""
+    seconds = [
+        float(wall)
+        for name in names
+        if (path := runs.paths.get(name)) is not None
+        and isinstance(wall := _read_json(path / "summary.json").get("wall_s"), int | float)
+    ]
+    return sum(seconds) / 60 if seconds else math.nan
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def last_record(path: Path) -> dict[str, Any] | None:
     """A run's last per-prompt evaluation record (``evaluations/step<N>.json``), or None."""
     records = sorted((path / "evaluations").glob("step*.json"))

@@ -19,8 +19,8 @@ import pandas as pd
 from steerbench.analysis.compare import design, omega_grid, plots, verdict_page
 from steerbench.analysis.compare.controls import evaluate_controls, write_controls
 from steerbench.analysis.compare.degenerate import fingerprints
+from steerbench.analysis.compare.effects import cpu_minutes, effects_table, grid_family
 from steerbench.analysis.compare.effects import design_line as design_line_of
-from steerbench.analysis.compare.effects import effects_table, grid_family
 from steerbench.analysis.compare.findings import findings, fmt, fmt_signed, label
 from steerbench.analysis.compare.matching import ALPHA, CONTROL, POWER, VERDICT_STATS, separates, verdicts
 from steerbench.analysis.compare.render import (
@@ -117,6 +117,27 @@ def resolution_table(v: pd.DataFrame) -> pd.DataFrame:
     if floor:
         cols[floor] = [fmt(2.0 / 2**n) if n else "n/a" for n in m["pairs"]]
     return pd.DataFrame(cols)
+
+
+def time_to_verdict(runs: Runs, frame: pd.DataFrame, v: pd.DataFrame) -> str:
+    """What the verdict cost (the runs' CPU-minutes) and the resolution it bought (the median detectable Δ of
+    the family's primary endpoint); "" where the runs recorded no time."""
+    names = sorted(frame["run"].unique())
+    minutes = cpu_minutes(runs, names)
+    if minutes != minutes:
+        return ""
+    primary = v["primary"].iloc[0]
+    tested = v[v["matched"] & (v["degenerate"].fillna("") == "")][f"{primary}_mdd"]
+    tested = tested[np.isfinite(tested)]
+    bought = (
+        f", for a median detectable Δ {VERDICT_STATS[primary]} of ±{fmt(tested.median())}"
+        if len(tested)
+        else ""
+    )
+    return (
+        f"Time to verdict: {minutes:.0f} CPU-minutes for these {len(names)} runs (each run's wall time on one "
+        f"thread, summed; the warm start in the run that built it){bought}."
+    )
 
 
 def target_table(v: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
@@ -265,6 +286,7 @@ def sections(
             out += [
                 Heading("Resolution: the smallest differences these seeds can detect"),
                 Table(resolution_table(v)),
+                *(Paragraph(n) for n in [time_to_verdict(runs, frame, v)] if n),
             ]
             targets = target_table(v, frame)
             if not targets.empty:
