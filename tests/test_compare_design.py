@@ -283,3 +283,30 @@ def test_resolution_counts_the_comparisons_whose_mde_is_within_a_third_of_grpos_
     assert list(t["a third of grpo's effect"]) == ["0.2", "0.1", "0.1"]
     assert list(t["detectable Δ within it"]) == ["2 of 2", "1 of 2", "2 of 2"]
     assert t.loc["pass@1", "not within"] == "kl ±0.2" and t.loc["pass@k", "not within"] == "—"
+
+
+def test_the_report_says_on_how_many_seeds_grpo_helps_and_narrows_visibly(tmp_path):
+    """Issue 23 item 1's thresholds per scenario: pass@1 +0.10, half the entropy lost, pass@k 0.15 below."""
+    from compare_helpers import write_run
+
+    from steerbench.analysis.compare.report import visible_note
+    from steerbench.analysis.compare.runs import load_runs
+
+    for seed in range(3):
+        write_run(tmp_path, "grpo", "standard", seed, [1.0, 0.6, 0.4], pass1={1: 0.2, 3: 0.35},
+                  passk={1: 0.9, 3: 0.6})  # fmt: skip
+        gain = 0.05 if seed == 0 else 0.15  # one seed helps too little, another also narrows too little
+        write_run(tmp_path, "grpo", "extreme", seed, [1.0, 0.6, 0.4], pass1={1: 0.2, 3: 0.2 + gain},
+                  passk={1: 0.9, 3: 0.8 if seed == 2 else 0.6})  # fmt: skip
+    frame = load_runs([tmp_path]).frame
+    counts = design.visible_effects(design.grpo_effects(frame)).set_index("scenario")
+    assert counts.loc["standard", ["seeds", "all"]].tolist() == [3, 3]
+    assert counts.loc["extreme", ["pass1_gain", "entropy_loss", "passk_change", "all"]].tolist() == [
+        2,
+        3,
+        2,
+        1,
+    ]
+    note = visible_note(frame)
+    assert "standard: every one of 3 seeds" in note
+    assert "extreme: 1 of 3 seeds (pass@1 gain below +0.10 on 1; pass@k less than 0.15 below" in note

@@ -272,6 +272,30 @@ def grpo_effects(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# a testbed where RL visibly helps and visibly narrows (issue 23, item 1): what grpo must do on every seed
+VISIBLE = {"pass1_gain": 0.10, "entropy_loss": 0.50, "passk_change": -0.15}
+
+
+def visible_effects(effects: pd.DataFrame) -> pd.DataFrame:
+    """Per task × scenario × variant: grpo's seeds, how many raise pass@1 by ≥ 0.10, lose ≥ 50% of their
+    entropy and end with pass@k ≥ 0.15 below the warm start's (``VISIBLE``), and how many meet all three."""
+    met = pd.DataFrame(
+        {
+            "pass1_gain": effects["pass1_gain"] >= VISIBLE["pass1_gain"],
+            "entropy_loss": effects["entropy_loss"] >= VISIBLE["entropy_loss"],
+            "passk_change": effects["passk_change"] <= VISIBLE["passk_change"],
+        }
+    )
+    met["all"] = met.all(axis=1)
+    keys = effects[["task", "scenario", "variant"]]
+    return (
+        pd.concat([keys, met], axis=1)
+        .groupby(["task", "scenario", "variant"], sort=False)
+        .agg(seeds=("all", "size"), **{c: (c, "sum") for c in (*VISIBLE, "all")})
+        .reset_index()
+    )
+
+
 # each verdict endpoint and the column of grpo_effects that is grpo's own change in it
 OWN_CHANGE = {"final_pass1": "pass1_gain", "final_passk": "passk_change", "final_entropy": "entropy_change"}
 
