@@ -52,7 +52,8 @@ def grid_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their status; run nothing."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Run a grid of runs; finished cells are skipped and partial ones resume from their checkpoint."""
+    """Run a grid of runs; finished cells are skipped and partial ones resume from their checkpoint. A grid
+    grows in its folder: give it more seeds, methods or scenarios and only the new cells run."""
     from steerbench.grid import build_spec, plan, run_grid
 
     args = list(args or [])
