@@ -66,5 +66,9 @@ def test_the_command_prints_a_method_seeds_block_from_the_grids_planned_effect(t
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "method_seeds:" and lines[1].startswith("  kl: [0, 1, 2, 3") and "# 3 now" in lines[1]
     (grid / "grid.json").write_text(json.dumps({"design": {"family": {"size": 1}}}))
-    with pytest.raises(SystemExit, match="declares no design.pilot; use --target own"):
+    with pytest.raises(SystemExit) as usage:
         seed_plan.main([str(grid)])
+    assert usage.value.code == 2 and "declares no design.pilot; use --target own" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as missing:
+        seed_plan.main([str(tmp_path / "nowhere")])
+    assert missing.value.code == 2 and "not a readable grid manifest" in capsys.readouterr().err

@@ -111,16 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     manifest = args.grid_dir / MANIFEST
-    if not manifest.is_file():
-        raise SystemExit(f"error: {manifest} not found; give a grid folder")
-    family = int(json.loads(manifest.read_text()).get("design", {}).get("family", {}).get("size", 0))
-    frame = finished_only(load_runs([args.grid_dir]).frame)[0]
-    per_run = run_stats(frame)
     try:
+        family = int(json.loads(manifest.read_text()).get("design", {}).get("family", {}).get("size", 0))
+        frame = finished_only(load_runs([args.grid_dir]).frame)[0]
+        per_run = run_stats(frame)
         targets = targets_of(args.grid_dir, per_run, frame, args.target)
-    except UsageError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except UsageError as exc:  # before ValueError, its base
+        parser.error(str(exc))
+    except (OSError, ValueError) as exc:
+        parser.error(f"{manifest}: not a readable grid manifest ({exc}); give a grid folder")  # exit 2
     needed = seeds_needed(per_run, targets, max(1, family), args.most, args.control_runs)
+    if needed.empty:
+        parser.error(
+            f"{args.grid_dir}: no method cell beside a grpo control with two or more runs to plan from"
+        )
     scenarios = needed.groupby("method")["scenario"].nunique()
     print("\n".join(method_seeds_block(needed, set(scenarios[scenarios == 1].index), args.control_runs)))
     return 0
