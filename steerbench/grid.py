@@ -482,8 +482,8 @@ def check_manifest(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], *, wri
         except ValueError:
             raise UsageError(f"{path} is not valid JSON; remove it or choose another --out") from None
         recorded = old.get("cells") or {}
-        grows = bool(recorded) and all(new["cells"].get(name) == o for name, o in recorded.items())
-        if grows and old != new:
+        kept = all(new["cells"].get(name) == o for name, o in recorded.items())
+        if recorded and kept and len(new["cells"]) > len(recorded):  # grows; the same cells keep their record
             if write:
                 atomic_write_json(path, new)
             return

@@ -72,3 +72,6 @@ def test_the_command_prints_a_method_seeds_block_from_the_grids_planned_effect(t
     with pytest.raises(SystemExit) as missing:
         seed_plan.main([str(tmp_path / "nowhere")])
     assert missing.value.code == 2 and "not a readable grid manifest" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as negative:
+        seed_plan.main([str(grid), "--control-runs", "-1"])
+    assert negative.value.code == 2 and "--control-runs ≥ 0" in capsys.readouterr().err

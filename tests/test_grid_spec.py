@@ -227,6 +227,10 @@ def test_a_grid_grows_by_new_cells_but_never_loses_or_changes_a_recorded_one(tmp
     assert manifest["grid"]["seeds"] == [0, 1, 2] and len(manifest["cells"]) == 6
     with pytest.raises(UsageError, match="different grid \\(differs in: methods, seeds\\)"):
         plan(spec, tmp_path)  # the grown grid's folder no longer takes the smaller one: kl's cells would go
+    redeclared = build_spec(None, name="g", methods="grpo,kl", seeds="0,1,2")
+    redeclared.design = {"primary": "final_pass1"}  # the same cells: the family declared first stays
+    check_manifest(grid_dir, redeclared, plan(redeclared, tmp_path)[1], write=True)
+    assert json.loads((grid_dir / "grid.json").read_text()) == manifest
 
 
 def test_parse_overrides_keeps_lists_whole():

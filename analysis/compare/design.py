@@ -13,9 +13,10 @@ in one of two ways (a grid's ``design.test``):
   Satterthwaite df), its p size-corrected to hold at every level (``inference.welch_t``). Pairing by seed
   pays only when two runs of one seed are correlated; on the comparison testbed every seed shares one warm
   start, and the correlation of a method's and grpo's final pass@64 over the paper's 8 seeds averaged
-  ≈ 0.15 (−0.74 to +0.61 over 22 comparisons; the step-1 rollout is all they share). Two samples then lose nothing but gain df, and let the one grpo cell that every method of
-  a scenario is tested against hold more seeds than each method (Dunnett's allocation: √m control runs
-  per method run serve m comparisons), which shrinks every comparison's standard error at once.
+  ≈ 0.15 (−0.74 to +0.61 over 22 comparisons; the step-1 rollout is all they share). Two samples then lose
+  nothing but gain df, and let the one grpo cell that every method of a scenario is tested against hold
+  more seeds than each method (Dunnett's allocation: √m control runs per method run serve m comparisons),
+  which shrinks every comparison's standard error at once.
 
 Either way evaluation noise is never counted as replication: a verdict holds for new seeds, not only new
 samples. ``variance_components`` splits the observed variance into the two parts (the evaluation part from

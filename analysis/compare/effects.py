@@ -24,6 +24,7 @@ from steerbench.analysis.compare.matching import ALPHA, CONTROL, POWER, VERDICT_
 from steerbench.analysis.compare.runs import Runs
 from steerbench.analysis.compare.wording import wording
 from steerbench.grid import MANIFEST
+from steerbench.runstore import read_json_mapping
 
 COLUMNS = [
     "task", "scenario", "method", "variant", "label", "kind", "endpoint", "endpoint_label", "primary",
@@ -73,17 +74,9 @@ def cpu_minutes(runs: Runs, names: list[str]) -> float:
         float(wall)
         for name in names
         if (path := runs.paths.get(name)) is not None
-        and isinstance(wall := _read_json(path / "summary.json").get("wall_s"), int | float)
+        and isinstance(wall := read_json_mapping(path / "summary.json").get("wall_s"), int | float)
     ]
     return sum(seconds) / 60 if seconds else math.nan
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def last_record(path: Path) -> dict[str, Any] | None:

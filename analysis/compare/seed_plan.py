@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -74,14 +73,15 @@ def seeds_needed(
     return pd.DataFrame(rows)
 
 
-def targets_of(grid_dir: Path, per_run: pd.DataFrame, frame: pd.DataFrame, which: str) -> dict:
-    """A third of grpo's effect per (task, scenario, variant) and endpoint: planned (the grid's pilot) or own."""
+def targets_of(declared: dict, per_run: pd.DataFrame, frame: pd.DataFrame, which: str) -> dict:
+    """A third of grpo's effect per (task, scenario, variant) and endpoint: planned (the grid's declared
+    design pilot) or own."""
     if which == "own":
         own = design.own_effects(design.grpo_effects(frame))
         return {key: {s: abs(e) / 3 for s, e in effects.items()} for key, effects in own.items()}
-    pilot = json.loads((grid_dir / MANIFEST).read_text()).get("design", {}).get("pilot") or {}
+    pilot = declared.get("pilot") or {}
     if not pilot:
-        raise UsageError(f"{grid_dir / MANIFEST} declares no design.pilot; use --target own")
+        raise UsageError(f"the grid's {MANIFEST} declares no design.pilot; use --target own")
     planned = {s: abs(p["effect"]) / 3 for s, p in pilot.items() if s in VERDICT_STATS}
     return {key: planned for key in per_run.groupby(["task", "scenario", "variant"]).groups}
 
@@ -94,7 +94,7 @@ def method_seeds_block(needed: pd.DataFrame, methods_alone: set[str], control_ru
         lines.append(f"  {CONTROL}: [{', '.join(str(s) for s in range(control_runs))}]")
     for r in needed[needed["needed"].isna() | (needed["needed"] > needed["runs"])].itertuples():
         key = r.method if r.method in methods_alone else f"{r.method}/{r.scenario}"
-        if r.needed is None or (isinstance(r.needed, float) and math.isnan(r.needed)):
+        if pd.isna(r.needed):
             lines.append(f"  # {key}: more than the most seeds asked for ({r.runs} now)")
         else:
             lines.append(f"  {key}: [{', '.join(str(s) for s in range(int(r.needed)))}]   # {r.runs} now")
@@ -110,12 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         "--control-runs", type=int, default=0, help="plan with this many runs per grpo control"
     )
     args = parser.parse_args(argv)
+    if args.most < 2 or args.control_runs < 0:
+        parser.error("--most must be ≥ 2 and --control-runs ≥ 0")
     manifest = args.grid_dir / MANIFEST
     try:
-        family = int(json.loads(manifest.read_text()).get("design", {}).get("family", {}).get("size", 0))
+        declared = json.loads(manifest.read_text()).get("design", {})
+        family = int(declared.get("family", {}).get("size", 0))
         frame = finished_only(load_runs([args.grid_dir]).frame)[0]
         per_run = run_stats(frame)
-        targets = targets_of(args.grid_dir, per_run, frame, args.target)
+        targets = targets_of(declared, per_run, frame, args.target)
     except UsageError as exc:  # before ValueError, its base
         parser.error(str(exc))
     except (OSError, ValueError) as exc:
